@@ -1,0 +1,125 @@
+//! The object-store trait s3vfs is written against, and its layers: S3 (aws-sdk-s3), an
+//! in-memory store for unit tests, retries with backoff, request metrics and fault injection.
+//!
+//! The trait is async and object-level; it knows nothing of SQLite.
+
+pub mod faulty;
+pub mod memory;
+pub mod metered;
+pub mod retry;
+pub mod s3;
+
+use std::fmt;
+use std::future::Future;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// How a failed request should be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// Worth retrying: 5xx, throttling, timeouts, connection resets.
+    Transient,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// Credentials missing, wrong, or without permission.
+    AccessDenied,
+    /// Anything else; retrying will not help.
+    Permanent,
+}
+
+/// A failed object request, with what a person needs to act on it.
+#[derive(Clone, Debug)]
+pub struct BackendError {
+    pub kind: BackendErrorKind,
+    /// The request: GET, PUT, PUT If-None-Match, LIST, DELETE.
+    pub operation: &'static str,
+    pub bucket: String,
+    pub key: String,
+    pub status: Option<u16>,
+    pub detail: String,
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} s3://{}/{} failed", self.operation, self.bucket, self.key)?;
+        if let Some(status) = self.status {
+            write!(f, " with HTTP {status}")?;
+        }
+        write!(f, ": {}", self.detail)?;
+        match self.kind {
+            BackendErrorKind::NoSuchBucket => write!(
+                f,
+                " (bucket '{}' does not exist: create it, or fix the bucket parameter or S3VFS_BUCKET)",
+                self.bucket
+            ),
+            BackendErrorKind::AccessDenied => write!(
+                f,
+                " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile, and the bucket's permissions)"
+            ),
+            BackendErrorKind::Transient => write!(f, " (gave up after retries)"),
+            BackendErrorKind::Permanent => Ok(()),
+        }
+    }
+}
+
+/// The outcome of a conditional create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// The key already existed (HTTP 412): nothing was written.
+    AlreadyExists,
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// An object store: one bucket, flat keys.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The bucket's name, for messages.
+    fn bucket(&self) -> &str;
+    /// The whole object, or `None` when the key does not exist.
+    async fn get(&self, key: &str) -> BackendResult<Option<Bytes>>;
+    /// Creates or replaces an object.
+    async fn put(&self, key: &str, body: Bytes) -> BackendResult<()>;
+    /// Creates an object only if the key does not exist (`If-None-Match: *`), atomically.
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome>;
+    /// Every key under `prefix`, in ascending order, after `start_after` when given.
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>>;
+    /// Deletes keys; a key that does not exist is not an error.
+    async fn delete(&self, keys: &[String]) -> BackendResult<()>;
+}
+
+/// Runs `tasks` with at most `limit` in flight, returning their results in order, or the
+/// first error.
+pub async fn run_bounded<T, E, F>(limit: usize, tasks: Vec<F>) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    let mut handles = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let semaphore = semaphore.clone();
+        handles.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            task.await
+        }));
+    }
+    let mut results = Vec::with_capacity(handles.len());
+    let mut first_error = None;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(value)) => results.push(value),
+            Ok(Err(error)) => {
+                first_error.get_or_insert(error);
+            }
+            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(results),
+    }
+}

@@ -1,0 +1,218 @@
+//! The object store on S3 or any S3-compatible server, through aws-sdk-s3.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use bytes::Bytes;
+
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, PutOutcome};
+
+/// How to reach the server; credentials come from the standard AWS chain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// `None` for AWS itself.
+    pub url: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+}
+
+pub struct S3Backend {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Backend {
+    /// Builds a client. Must run inside the s3vfs runtime (aws-config may do I/O).
+    pub async fn connect(endpoint: &Endpoint, bucket: &str) -> S3Backend {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &endpoint.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &endpoint.url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(endpoint.path_style)
+            // Retries are s3vfs's own layer, so that every attempt is counted and bounded.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if shared.region().is_none() {
+            builder = builder.region(Region::new("us-east-1"));
+        }
+        S3Backend { client: Client::from_conf(builder.build()), bucket: bucket.to_string() }
+    }
+
+    fn error<E>(&self, operation: &'static str, key: &str, error: SdkError<E, HttpResponse>) -> BackendError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let status = error.raw_response().map(|response| response.status().as_u16());
+        let (code, message) = match &error {
+            SdkError::ServiceError(service) => {
+                (service.err().code().map(str::to_string), service.err().message().map(str::to_string))
+            }
+            _ => (None, None),
+        };
+        let context = DisplayErrorContext(&error).to_string();
+        let kind = classify(status, code.as_deref(), &context);
+        let detail = match (code, message) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code,
+            _ => context,
+        };
+        BackendError { kind, operation, bucket: self.bucket.clone(), key: key.to_string(), status, detail }
+    }
+}
+
+/// Sorts a failure into what the caller should do about it.
+pub fn classify(status: Option<u16>, code: Option<&str>, context: &str) -> BackendErrorKind {
+    match (status, code) {
+        (_, Some("NoSuchBucket")) => BackendErrorKind::NoSuchBucket,
+        (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken")) => {
+            BackendErrorKind::AccessDenied
+        }
+        (Some(403), _) => BackendErrorKind::AccessDenied,
+        (_, Some("SlowDown" | "RequestTimeout" | "InternalError" | "ConditionalRequestConflict")) => {
+            BackendErrorKind::Transient
+        }
+        (Some(status), _) if status >= 500 || status == 429 || status == 409 => BackendErrorKind::Transient,
+        (Some(_), _) => BackendErrorKind::Permanent,
+        (None, _) if context.to_ascii_lowercase().contains("credential") => BackendErrorKind::AccessDenied,
+        // No HTTP reply at all: a timeout, a refused or reset connection.
+        (None, _) => BackendErrorKind::Transient,
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
+        let reply = self.client.get_object().bucket(&self.bucket).key(key).send().await;
+        match reply {
+            Ok(output) => {
+                let body = output.body.collect().await.map_err(|error| BackendError {
+                    kind: BackendErrorKind::Transient,
+                    operation: "GET",
+                    bucket: self.bucket.clone(),
+                    key: key.to_string(),
+                    status: None,
+                    detail: format!("reading the body: {error}"),
+                })?;
+                Ok(Some(body.into_bytes()))
+            }
+            Err(error) => {
+                let error = self.error("GET", key, error);
+                if error.status == Some(404) && error.kind != BackendErrorKind::NoSuchBucket {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> BackendResult<()> {
+        let request = self.client.put_object().bucket(&self.bucket).key(key).body(ByteStream::from(body));
+        request.send().await.map(|_| ()).map_err(|error| self.error("PUT", key, error))
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
+        let request =
+            self.client.put_object().bucket(&self.bucket).key(key).if_none_match("*").body(ByteStream::from(body));
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) => {
+                let error = self.error("PUT If-None-Match", key, error);
+                if error.status == Some(412) {
+                    Ok(PutOutcome::AlreadyExists)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_start_after(start_after.map(str::to_string))
+                .set_continuation_token(token.take());
+            let page = request.send().await.map_err(|error| self.error("LIST", prefix, error))?;
+            keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_string)));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn delete(&self, keys: &[String]) -> BackendResult<()> {
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
+                .collect::<Vec<_>>();
+            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|error| {
+                BackendError {
+                    kind: BackendErrorKind::Permanent,
+                    operation: "DELETE",
+                    bucket: self.bucket.clone(),
+                    key: chunk.first().cloned().unwrap_or_default(),
+                    status: None,
+                    detail: error.to_string(),
+                }
+            })?;
+            let first = chunk.first().cloned().unwrap_or_default();
+            self.client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|error| self.error("DELETE", &first, error))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_tells_what_to_do() {
+        assert_eq!(classify(Some(404), Some("NoSuchBucket"), ""), BackendErrorKind::NoSuchBucket);
+        assert_eq!(classify(Some(403), Some("SignatureDoesNotMatch"), ""), BackendErrorKind::AccessDenied);
+        assert_eq!(classify(Some(503), Some("SlowDown"), ""), BackendErrorKind::Transient);
+        assert_eq!(classify(Some(500), None, ""), BackendErrorKind::Transient);
+        assert_eq!(classify(Some(400), Some("InvalidArgument"), ""), BackendErrorKind::Permanent);
+        assert_eq!(classify(None, None, "connection refused"), BackendErrorKind::Transient);
+        assert_eq!(classify(None, None, "no credentials in the chain"), BackendErrorKind::AccessDenied);
+    }
+}

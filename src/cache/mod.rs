@@ -1,0 +1,229 @@
+//! The block cache of one database: an LRU bounded in bytes, with single-flight misses so that
+//! readers missing the same block share one request.
+//!
+//! Blocks are immutable objects, so a cached block never goes stale: a new version names new
+//! objects, and the old ones age out of the LRU.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::storage::{BlockIndex, TxId};
+
+/// Names one block object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockKey {
+    pub index: BlockIndex,
+    pub txid: TxId,
+}
+
+/// A fetch in progress that other readers wait on.
+#[derive(Default)]
+struct Flight {
+    outcome: Mutex<Option<Result<Bytes>>>,
+    ready: Condvar,
+}
+
+impl Flight {
+    fn finish(&self, outcome: Result<Bytes>) {
+        *self.outcome.lock() = Some(outcome);
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> Result<Bytes> {
+        let mut outcome = self.outcome.lock();
+        while outcome.is_none() {
+            self.ready.wait(&mut outcome);
+        }
+        outcome.clone().unwrap_or_else(|| Err(Error::Runtime("fetch finished without an outcome".into())))
+    }
+}
+
+struct State {
+    lru: LruCache<BlockKey, Bytes>,
+    bytes: u64,
+    in_flight: HashMap<BlockKey, Arc<Flight>>,
+}
+
+pub struct BlockCache {
+    budget: u64,
+    state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Cache counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes: u64,
+    pub blocks: u64,
+    pub budget: u64,
+}
+
+enum Slot {
+    Ready(Bytes),
+    Mine(Arc<Flight>),
+    Theirs(Arc<Flight>),
+}
+
+impl BlockCache {
+    pub fn new(budget: u64) -> BlockCache {
+        BlockCache {
+            budget,
+            state: Mutex::new(State { lru: LruCache::unbounded(), bytes: 0, in_flight: HashMap::new() }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let state = self.state.lock();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes: state.bytes,
+            blocks: state.lru.len() as u64,
+            budget: self.budget,
+        }
+    }
+
+    fn insert_locked(&self, state: &mut State, key: BlockKey, data: Bytes) {
+        let len = data.len() as u64;
+        if len > self.budget {
+            return;
+        }
+        if let Some(old) = state.lru.put(key, data) {
+            state.bytes -= old.len() as u64;
+        }
+        state.bytes += len;
+        while state.bytes > self.budget {
+            match state.lru.pop_lru() {
+                Some((_, evicted)) => state.bytes -= evicted.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// Adds a block this process just wrote.
+    pub fn insert(&self, key: BlockKey, data: Bytes) {
+        let mut state = self.state.lock();
+        self.insert_locked(&mut state, key, data);
+    }
+
+    /// The blocks named by `keys`, in order. Misses not already being fetched by another
+    /// reader are passed, all together, to `fetch`, which must return one outcome per key.
+    pub fn get_many(
+        &self,
+        keys: &[BlockKey],
+        fetch: impl FnOnce(Vec<BlockKey>) -> Result<Vec<Result<Bytes>>>,
+    ) -> Result<Vec<Bytes>> {
+        let mut slots = Vec::with_capacity(keys.len());
+        let mut mine = Vec::new();
+        {
+            let mut state = self.state.lock();
+            for key in keys {
+                if let Some(data) = state.lru.get(key) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    slots.push(Slot::Ready(data.clone()));
+                } else if let Some(flight) = state.in_flight.get(key) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    slots.push(Slot::Theirs(flight.clone()));
+                } else {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    let flight = Arc::new(Flight::default());
+                    state.in_flight.insert(*key, flight.clone());
+                    mine.push(*key);
+                    slots.push(Slot::Mine(flight));
+                }
+            }
+        }
+        if !mine.is_empty() {
+            let outcomes = match fetch(mine.clone()) {
+                Ok(outcomes) if outcomes.len() == mine.len() => outcomes,
+                Ok(_) => vec![Err(Error::Runtime("fetch returned the wrong number of blocks".into())); mine.len()],
+                Err(error) => vec![Err(error); mine.len()],
+            };
+            let mut state = self.state.lock();
+            for (key, outcome) in mine.iter().zip(outcomes) {
+                if let Ok(data) = &outcome {
+                    self.insert_locked(&mut state, *key, data.clone());
+                }
+                if let Some(flight) = state.in_flight.remove(key) {
+                    flight.finish(outcome);
+                }
+            }
+        }
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Ready(data) => Ok(data),
+                Slot::Mine(flight) | Slot::Theirs(flight) => flight.wait(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    fn key(index: u64) -> BlockKey {
+        BlockKey { index: BlockIndex(index), txid: TxId(1) }
+    }
+
+    #[test]
+    fn stays_within_its_byte_budget() {
+        let cache = BlockCache::new(10_000);
+        for index in 0..100 {
+            cache.insert(key(index), Bytes::from(vec![0u8; 1000]));
+            assert!(cache.stats().bytes <= 10_000);
+        }
+        assert_eq!(cache.stats().blocks, 10);
+        // The newest survive.
+        let got = cache.get_many(&[key(99)], |_| panic!("must be cached")).expect("hit");
+        assert_eq!(got[0].len(), 1000);
+    }
+
+    #[test]
+    fn concurrent_misses_of_one_block_share_one_fetch() {
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        let fetches = Arc::new(AtomicU64::new(0));
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, fetches, barrier) = (cache.clone(), fetches.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache
+                        .get_many(&[key(5)], |keys| {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(keys.iter().map(|_| Ok(Bytes::from_static(b"block"))).collect())
+                        })
+                        .expect("fetched")
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(&thread.join().expect("no panic")[0][..], b"block");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn failed_fetches_are_not_cached() {
+        let cache = BlockCache::new(1 << 20);
+        let error = cache.get_many(&[key(1)], |_| Err(Error::Runtime("down".into())));
+        assert!(error.is_err());
+        let got = cache.get_many(&[key(1)], |keys| Ok(keys.iter().map(|_| Ok(Bytes::from_static(b"x"))).collect()));
+        assert_eq!(&got.expect("fetched")[0][..], b"x");
+    }
+}

@@ -1,0 +1,132 @@
+//! The one error type of s3vfs and its mapping to SQLite's extended result codes.
+
+use std::fmt;
+
+use crate::backend::{BackendError, BackendErrorKind};
+use crate::storage::Version;
+
+/// SQLite result codes used by s3vfs (values from sqlite3.h).
+pub mod code {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const INTERNAL: i32 = 2;
+    pub const BUSY: i32 = 5;
+    pub const READONLY: i32 = 8;
+    pub const IOERR: i32 = 10;
+    pub const CORRUPT: i32 = 11;
+    pub const NOTFOUND: i32 = 12;
+    pub const CANTOPEN: i32 = 14;
+    pub const IOERR_READ: i32 = IOERR | (1 << 8);
+    pub const IOERR_SHORT_READ: i32 = IOERR | (2 << 8);
+    pub const IOERR_WRITE: i32 = IOERR | (3 << 8);
+    pub const IOERR_FSYNC: i32 = IOERR | (4 << 8);
+    pub const IOERR_TRUNCATE: i32 = IOERR | (6 << 8);
+    pub const IOERR_FSTAT: i32 = IOERR | (7 << 8);
+    pub const IOERR_UNLOCK: i32 = IOERR | (8 << 8);
+    pub const IOERR_RDLOCK: i32 = IOERR | (9 << 8);
+    pub const IOERR_LOCK: i32 = IOERR | (15 << 8);
+    pub const IOERR_AUTH: i32 = IOERR | (28 << 8);
+    pub const IOERR_DATA: i32 = IOERR | (32 << 8);
+    pub const BUSY_SNAPSHOT: i32 = BUSY | (2 << 8);
+    pub const CANTOPEN_NOTEMPDIR: i32 = CANTOPEN | (1 << 8);
+    pub const READONLY_DBMOVED: i32 = READONLY | (4 << 8);
+    pub const OK_LOAD_PERMANENTLY: i32 = 256;
+}
+
+/// Everything that can go wrong inside s3vfs.
+#[derive(Debug, Clone)]
+pub enum Error {
+    /// A URI parameter or environment variable is unknown or malformed.
+    Config(String),
+    /// The object store failed, after retries where retrying made sense.
+    Backend(BackendError),
+    /// Another writer committed the version this transaction wanted to create.
+    Conflict { bucket: String, prefix: String, version: Version },
+    /// An object exists but its content is not what s3vfs wrote.
+    Corrupt { key: String, why: String },
+    /// The stored format cannot be used as asked (unknown format, conflicting block size).
+    Format(String),
+    /// A mode or feature s3vfs refuses on purpose.
+    Unsupported(String),
+    /// The tokio bridge could not deliver a result.
+    Runtime(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a failing callback was doing, which picks the I/O code for storage failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Open,
+    Read,
+    Write,
+    Truncate,
+    Sync,
+    FileSize,
+    Lock,
+    Unlock,
+    Other,
+}
+
+impl Error {
+    /// The SQLite extended result code for this error raised during `operation`.
+    pub fn sqlite_code(&self, operation: Operation) -> i32 {
+        match self {
+            Error::Config(_) | Error::Format(_) => code::CANTOPEN,
+            Error::Unsupported(_) => match operation {
+                Operation::Open => code::CANTOPEN,
+                _ => code::ERROR,
+            },
+            Error::Conflict { .. } => code::BUSY_SNAPSHOT,
+            Error::Corrupt { .. } => match operation {
+                Operation::Open => code::CANTOPEN,
+                _ => code::IOERR_DATA,
+            },
+            Error::Backend(backend) => match (operation, backend.kind) {
+                (Operation::Open, _) => code::CANTOPEN,
+                (_, BackendErrorKind::AccessDenied) => code::IOERR_AUTH,
+                (Operation::Read, _) => code::IOERR_READ,
+                (Operation::Write, _) => code::IOERR_WRITE,
+                (Operation::Truncate, _) => code::IOERR_TRUNCATE,
+                (Operation::Sync, _) => code::IOERR_FSYNC,
+                (Operation::FileSize, _) => code::IOERR_FSTAT,
+                (Operation::Lock, _) => code::IOERR_RDLOCK,
+                (Operation::Unlock, _) => code::IOERR_UNLOCK,
+                (Operation::Other, _) => code::IOERR,
+            },
+            Error::Runtime(_) => code::IOERR,
+        }
+    }
+
+    /// Whether a person should be told about this error (a conflict is routine).
+    pub fn needs_attention(&self) -> bool {
+        !matches!(self, Error::Conflict { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(message) => write!(f, "s3vfs: {message}"),
+            Error::Backend(backend) => write!(f, "s3vfs: {backend}"),
+            Error::Conflict { bucket, prefix, version } => write!(
+                f,
+                "s3vfs: s3://{bucket}/{prefix}: another writer committed version {} first; \
+                 this transaction was rolled back, retry it",
+                version.0
+            ),
+            Error::Corrupt { key, why } => write!(f, "s3vfs: corrupt object {key}: {why}"),
+            Error::Format(message) => write!(f, "s3vfs: {message}"),
+            Error::Unsupported(message) => write!(f, "s3vfs: {message}"),
+            Error::Runtime(message) => write!(f, "s3vfs: runtime: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<BackendError> for Error {
+    fn from(error: BackendError) -> Self {
+        Error::Backend(error)
+    }
+}

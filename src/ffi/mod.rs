@@ -1,0 +1,134 @@
+//! The only place with `unsafe`: the extension's entry points, the VFS and io_methods
+//! trampolines, and calls through the API table SQLite hands the extension.
+//!
+//! Every function C calls runs inside [`guard`], which catches panics (a panic must not cross
+//! `extern "C"`) and turns an [`Error`] into SQLite's extended result code, sending the whole
+//! message to `sqlite3_log`.
+
+pub mod entry;
+pub mod vfs;
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
+
+use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
+
+use crate::error::{code, Error, Operation, Result};
+use crate::vfs::Database;
+
+/// The API table of the SQLite library that loaded s3vfs; set by the entry point.
+static API: AtomicPtr<sqlite3_api_routines> = AtomicPtr::new(std::ptr::null_mut());
+
+fn api() -> Option<&'static sqlite3_api_routines> {
+    let pointer = API.load(Ordering::Acquire);
+    // SAFETY: the pointer came from SQLite's extension loader, which passes the address of
+    // its static API table; that table lives as long as the process.
+    unsafe { pointer.as_ref() }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The message of the last error s3vfs reported on this thread.
+pub fn last_error() -> Option<String> {
+    LAST_ERROR.with(|last| last.borrow().clone())
+}
+
+/// Sends `message` to `sqlite3_log`, keeps it for `s3vfs_last_error()`, and (unless
+/// `S3VFS_LOG=off`) prints it on stderr when a person must act on it.
+pub fn report(result_code: c_int, message: &str, needs_attention: bool) {
+    LAST_ERROR.with(|last| *last.borrow_mut() = Some(message.to_string()));
+    if let (Some(api), Ok(text)) = (api(), CString::new(message.replace('\0', " "))) {
+        if let Some(log) = api.log {
+            // SAFETY: "%s" with one NUL-terminated string argument matches sqlite3_log's format.
+            unsafe { log(result_code, c"%s".as_ptr(), text.as_ptr()) };
+        }
+    }
+    let quiet = std::env::var("S3VFS_LOG").is_ok_and(|value| value.eq_ignore_ascii_case("off"));
+    if needs_attention && !quiet {
+        eprintln!("{message}");
+    }
+}
+
+/// Runs one callback from C: panics are caught, errors become extended result codes.
+pub(crate) fn guard(operation: Operation, callback: impl FnOnce() -> Result<c_int>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(callback)) {
+        Ok(Ok(result_code)) => result_code,
+        Ok(Err(error)) => {
+            let result_code = error.sqlite_code(operation);
+            report(result_code, &error.to_string(), error.needs_attention());
+            result_code
+        }
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let result_code = match operation {
+                Operation::Open => code::CANTOPEN,
+                _ => code::INTERNAL,
+            };
+            report(result_code, &format!("s3vfs: internal error: {detail}"), true);
+            result_code
+        }
+    }
+}
+
+/// A string allocated with `sqlite3_mprintf`, for SQLite to free; null if that fails.
+fn sqlite_string(text: &str) -> *mut c_char {
+    let (Some(api), Ok(text)) = (api(), CString::new(text.replace('\0', " "))) else {
+        return std::ptr::null_mut();
+    };
+    match api.mprintf {
+        // SAFETY: "%s" with one NUL-terminated string argument matches the format.
+        Some(mprintf) => unsafe { mprintf(c"%s".as_ptr(), text.as_ptr()) },
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// The s3vfs database behind schema `schema` of connection `db`, if it is one.
+pub fn database_of(db: *mut sqlite3, schema: &str) -> Option<Arc<Database>> {
+    let api = api()?;
+    let file_control = api.file_control?;
+    let schema = CString::new(schema).ok()?;
+    let mut found: Option<Arc<Database>> = None;
+    // SAFETY: `db` is the connection SQLite passed to the calling SQL function; the opcode is
+    // s3vfs's own, answered only by s3vfs's xFileControl, which writes an
+    // `Option<Arc<Database>>` through the pointer.
+    let result = unsafe {
+        file_control(db, schema.as_ptr(), vfs::FCNTL_S3VFS_DATABASE, (&mut found as *mut Option<Arc<Database>>).cast())
+    };
+    (result == code::OK).then_some(found).flatten()
+}
+
+/// Reads the NUL-terminated string at `text`, if it is not null and is UTF-8.
+///
+/// # Safety
+/// `text` must be null or point to a NUL-terminated string that outlives `'a`.
+unsafe fn c_str<'a>(text: *const c_char) -> Option<&'a str> {
+    if text.is_null() {
+        return None;
+    }
+    // SAFETY: the caller guarantees a valid NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(text) }.to_str().ok()
+}
+
+/// Fails loading with `message` through `pzErrMsg`.
+fn load_error(pz_err_msg: *mut *mut c_char, message: &str) -> c_int {
+    if !pz_err_msg.is_null() {
+        // SAFETY: SQLite passes a valid out-pointer for the error message.
+        unsafe { *pz_err_msg = sqlite_string(message) };
+    }
+    code::ERROR
+}
+
+impl From<std::ffi::NulError> for Error {
+    fn from(error: std::ffi::NulError) -> Self {
+        Error::Config(format!("a string contains a NUL byte: {error}"))
+    }
+}

@@ -1,0 +1,453 @@
+//! The `s3vfs` sqlite3_vfs and the io_methods of its database files: trampolines from C to
+//! [`crate::vfs`]. Journals and temp files are never stored in S3: they are handed to the
+//! default VFS as anonymous local temp files, deleted on close.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
+
+use sqlite3ext_sys::{sqlite3_file, sqlite3_int64, sqlite3_io_methods, sqlite3_vfs};
+
+use super::{api, c_str, guard, report, sqlite_string};
+use crate::config::Config;
+use crate::error::{code, Error, Operation, Result};
+use crate::storage::ByteOffset;
+use crate::vfs::file::{DbFile, ReadOutcome};
+use crate::vfs::lock::LockLevel;
+use crate::vfs::Database;
+
+/// The name the VFS is registered under.
+pub const VFS_NAME: &std::ffi::CStr = c"s3vfs";
+
+/// s3vfs's own file-control opcode: hands the file's [`Database`] to `s3vfs_stats()`.
+pub const FCNTL_S3VFS_DATABASE: c_int = 0x5333_5646;
+
+// Values from sqlite3.h.
+const SQLITE_OPEN_READONLY: c_int = 0x0000_0001;
+const SQLITE_OPEN_CREATE: c_int = 0x0000_0004;
+const SQLITE_OPEN_DELETEONCLOSE: c_int = 0x0000_0008;
+const SQLITE_OPEN_MAIN_DB: c_int = 0x0000_0100;
+const SQLITE_OPEN_TEMP_JOURNAL: c_int = 0x0000_1000;
+const SQLITE_OPEN_MAIN_JOURNAL: c_int = 0x0000_0800;
+const SQLITE_OPEN_SUPER_JOURNAL: c_int = 0x0000_4000;
+const SQLITE_OPEN_WAL: c_int = 0x0008_0000;
+const SQLITE_FCNTL_VFSNAME: c_int = 12;
+const SQLITE_FCNTL_PRAGMA: c_int = 14;
+const SQLITE_IOCAP_POWERSAFE_OVERWRITE: c_int = 0x0000_1000;
+const SQLITE_IOCAP_SAFE_APPEND: c_int = 0x0000_0200;
+
+/// A database file as SQLite holds it; a delegated journal or temp file uses the same memory
+/// as the default VFS's own file struct instead.
+#[repr(C)]
+struct S3File {
+    base: sqlite3_file,
+    file: *mut DbFile,
+}
+
+/// The default VFS, which keeps journals and temp files and answers time, sleep, randomness
+/// and dynamic loading.
+static DEFAULT_VFS: AtomicPtr<sqlite3_vfs> = AtomicPtr::new(std::ptr::null_mut());
+
+fn default_vfs() -> *mut sqlite3_vfs {
+    DEFAULT_VFS.load(Ordering::Acquire)
+}
+
+/// Registers the VFS (not as the default) unless this process already has it.
+pub fn register() -> Result<()> {
+    let api = api().ok_or_else(|| Error::Runtime("no SQLite API table".into()))?;
+    let (Some(vfs_find), Some(vfs_register)) = (api.vfs_find, api.vfs_register) else {
+        return Err(Error::Runtime("the SQLite API table lacks vfs_find/vfs_register".into()));
+    };
+    // SAFETY: vfs_find takes a NUL-terminated name (or null for the default VFS).
+    if !unsafe { vfs_find(VFS_NAME.as_ptr()) }.is_null() {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let default = unsafe { vfs_find(std::ptr::null()) };
+    if default.is_null() {
+        return Err(Error::Runtime("SQLite has no default VFS to keep temp files".into()));
+    }
+    DEFAULT_VFS.store(default, Ordering::Release);
+    // SAFETY: `default` is a registered VFS, which SQLite never frees.
+    let default_size = unsafe { (*default).szOsFile };
+    let vfs = Box::leak(Box::new(sqlite3_vfs {
+        iVersion: 2,
+        szOsFile: default_size.max(std::mem::size_of::<S3File>() as c_int),
+        mxPathname: 1024,
+        pNext: std::ptr::null_mut(),
+        zName: VFS_NAME.as_ptr(),
+        pAppData: std::ptr::null_mut(),
+        xOpen: Some(x_open),
+        xDelete: Some(x_delete),
+        xAccess: Some(x_access),
+        xFullPathname: Some(x_full_pathname),
+        xDlOpen: Some(x_dl_open),
+        xDlError: Some(x_dl_error),
+        xDlSym: Some(x_dl_sym),
+        xDlClose: Some(x_dl_close),
+        xRandomness: Some(x_randomness),
+        xSleep: Some(x_sleep),
+        xCurrentTime: Some(x_current_time),
+        xGetLastError: Some(x_get_last_error),
+        xCurrentTimeInt64: Some(x_current_time_int64),
+        xSetSystemCall: None,
+        xGetSystemCall: None,
+        xNextSystemCall: None,
+    }));
+    // SAFETY: the VFS struct is leaked, so it outlives every connection; 0 = not the default.
+    let result = unsafe { vfs_register(vfs, 0) };
+    if result != code::OK {
+        return Err(Error::Runtime(format!("sqlite3_vfs_register failed with code {result}")));
+    }
+    Ok(())
+}
+
+static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
+    iVersion: 1,
+    xClose: Some(x_close),                                   /* xClose */
+    xRead: Some(x_read),                                     /* xRead */
+    xWrite: Some(x_write),                                   /* xWrite */
+    xTruncate: Some(x_truncate),                             /* xTruncate */
+    xSync: Some(x_sync),                                     /* xSync */
+    xFileSize: Some(x_file_size),                            /* xFileSize */
+    xLock: Some(x_lock),                                     /* xLock */
+    xUnlock: Some(x_unlock),                                 /* xUnlock */
+    xCheckReservedLock: Some(x_check_reserved_lock),         /* xCheckReservedLock */
+    xFileControl: Some(x_file_control),                      /* xFileControl */
+    xSectorSize: Some(x_sector_size),                        /* xSectorSize */
+    xDeviceCharacteristics: Some(x_device_characteristics),  /* xDeviceCharacteristics */
+    xShmMap: None,                                           /* xShmMap: no WAL */
+    xShmLock: None,                                          /* xShmLock */
+    xShmBarrier: None,                                       /* xShmBarrier */
+    xShmUnmap: None,                                         /* xShmUnmap */
+    xFetch: None,                                            /* xFetch */
+    xUnfetch: None,                                          /* xUnfetch */
+};
+
+/// The URI parameters of a database filename SQLite passed to xOpen, in order.
+///
+/// # Safety
+/// `name` must be a filename SQLite passed to xOpen for a main database.
+unsafe fn uri_parameters(name: *const c_char) -> Vec<(String, String)> {
+    let mut parameters = Vec::new();
+    let Some(api) = api() else { return parameters };
+    let (Some(uri_key), Some(uri_parameter)) = (api.uri_key, api.uri_parameter) else {
+        return parameters;
+    };
+    for index in 0.. {
+        // SAFETY: "The sqlite3_uri_key(F,N) returns a pointer to the name of the N-th query
+        // parameter for filename F, or a NULL pointer if N is less than zero or greater than
+        // the number of query parameters minus 1."
+        let key = unsafe { uri_key(name, index) };
+        // SAFETY: key is null or a NUL-terminated string inside SQLite's filename buffer.
+        let Some(key_text) = (unsafe { c_str(key) }) else { break };
+        // SAFETY: as above; the value lives in the same buffer.
+        let value = unsafe { c_str(uri_parameter(name, key)) }.unwrap_or_default();
+        parameters.push((key_text.to_string(), value.to_string()));
+    }
+    parameters
+}
+
+/// Opens a main database file. "If xOpen() fails, pMethods is set to NULL" so SQLite does
+/// not call xClose on a file that was never opened.
+unsafe extern "C" fn x_open(
+    _vfs: *mut sqlite3_vfs,
+    name: *const c_char,
+    file: *mut sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    // SAFETY: SQLite passes a buffer of szOsFile bytes for the file.
+    unsafe { (*file).pMethods = std::ptr::null() };
+    if flags & SQLITE_OPEN_MAIN_DB == 0 {
+        return guard(Operation::Open, || {
+            if flags & SQLITE_OPEN_WAL != 0 {
+                return Err(Error::Unsupported("WAL mode is not supported; use a rollback journal mode".into()));
+            }
+            // SAFETY: forwarding SQLite's own arguments to the default VFS, which fills the
+            // same file buffer (szOsFile is at least its size).
+            Ok(unsafe { open_local(file, flags, out_flags) })
+        });
+    }
+    guard(Operation::Open, || {
+        // SAFETY: SQLite passes the full pathname of a main database, with URI parameters.
+        let path = unsafe { c_str(name) }.ok_or_else(|| Error::Config("the database name is not UTF-8".into()))?;
+        // SAFETY: as above.
+        let parameters = unsafe { uri_parameters(name) };
+        let config = Config::parse(path, &parameters, |variable| std::env::var(variable).ok())?;
+        let database = Database::open(&config)?;
+        if database.version().0 == 0 && flags & SQLITE_OPEN_CREATE == 0 {
+            return Err(Error::Config(format!(
+                "no database at {} (open it read-write with create, e.g. mode=rwc, to create it)",
+                config.location.url()
+            )));
+        }
+        let db_file = Box::new(DbFile::new(database, config.staleness));
+        let s3_file = file.cast::<S3File>();
+        // SAFETY: szOsFile >= size_of::<S3File>(), and SQLite's buffer is aligned for pointers.
+        unsafe {
+            (*s3_file).file = Box::into_raw(db_file);
+            (*s3_file).base.pMethods = &IO_METHODS;
+            if !out_flags.is_null() {
+                *out_flags = flags & !SQLITE_OPEN_DELETEONCLOSE;
+            }
+        }
+        Ok(code::OK)
+    })
+}
+
+/// Opens a journal or temp file as an anonymous local file of the default VFS.
+///
+/// # Safety
+/// `file` must be SQLite's szOsFile-sized buffer; `out_flags` null or valid.
+unsafe fn open_local(file: *mut sqlite3_file, flags: c_int, out_flags: *mut c_int) -> c_int {
+    let default = default_vfs();
+    // SAFETY: DEFAULT_VFS is set before the VFS is registered, so before any xOpen.
+    let Some(open) = (unsafe { (*default).xOpen }) else { return code::CANTOPEN };
+    let type_mask = 0x000F_FF00;
+    let mut local_flags = flags;
+    if flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_SUPER_JOURNAL) != 0 {
+        // Journals are private to this connection: crash safety comes from the commit record.
+        local_flags = (flags & !type_mask) | SQLITE_OPEN_TEMP_JOURNAL;
+    }
+    local_flags |= SQLITE_OPEN_DELETEONCLOSE | SQLITE_OPEN_CREATE;
+    local_flags &= !SQLITE_OPEN_READONLY;
+    // SAFETY: a null name asks the default VFS for a fresh temp file; the buffer is ours.
+    unsafe { open(default, std::ptr::null(), file, local_flags | 0x0000_0002, out_flags) }
+}
+
+/// Nothing s3vfs keeps has a name on disk: journals are anonymous and deleted on close.
+unsafe extern "C" fn x_delete(_vfs: *mut sqlite3_vfs, _name: *const c_char, _sync_dir: c_int) -> c_int {
+    code::OK
+}
+
+/// No journal, WAL or other side file of an s3vfs database ever exists, so no hot journal is
+/// ever found.
+unsafe extern "C" fn x_access(_vfs: *mut sqlite3_vfs, _name: *const c_char, _flags: c_int, result: *mut c_int) -> c_int {
+    if !result.is_null() {
+        // SAFETY: SQLite passes a valid out-pointer.
+        unsafe { *result = 0 };
+    }
+    code::OK
+}
+
+/// The name is the key prefix in the bucket, used as given.
+unsafe extern "C" fn x_full_pathname(
+    _vfs: *mut sqlite3_vfs,
+    name: *const c_char,
+    out_len: c_int,
+    out: *mut c_char,
+) -> c_int {
+    if name.is_null() || out.is_null() || out_len <= 0 {
+        return code::CANTOPEN;
+    }
+    // SAFETY: name is NUL-terminated; out has room for out_len bytes.
+    unsafe {
+        let length = std::ffi::CStr::from_ptr(name).to_bytes().len();
+        if length + 1 > out_len as usize {
+            return code::CANTOPEN;
+        }
+        std::ptr::copy_nonoverlapping(name, out, length + 1);
+    }
+    code::OK
+}
+
+macro_rules! delegate {
+    ($name:ident, $slot:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty, $fallback:expr) => {
+        unsafe extern "C" fn $name(_vfs: *mut sqlite3_vfs, $($arg: $ty),*) -> $ret {
+            let default = default_vfs();
+            // SAFETY: the default VFS is registered and never freed; its method takes the
+            // same arguments SQLite gave us, with its own VFS pointer.
+            match unsafe { (*default).$slot } {
+                Some(method) => unsafe { method(default, $($arg),*) },
+                None => $fallback,
+            }
+        }
+    };
+}
+
+delegate!(x_dl_open, xDlOpen, (name: *const c_char) -> *mut c_void, std::ptr::null_mut());
+delegate!(x_dl_error, xDlError, (len: c_int, message: *mut c_char) -> (), ());
+delegate!(x_dl_sym, xDlSym, (handle: *mut c_void, symbol: *const c_char)
+    -> Option<unsafe extern "C" fn(*mut sqlite3_vfs, *mut c_void, *const c_char)>, None);
+delegate!(x_dl_close, xDlClose, (handle: *mut c_void) -> (), ());
+delegate!(x_randomness, xRandomness, (len: c_int, out: *mut c_char) -> c_int, 0);
+delegate!(x_sleep, xSleep, (microseconds: c_int) -> c_int, 0);
+delegate!(x_current_time, xCurrentTime, (out: *mut f64) -> c_int, code::ERROR);
+delegate!(x_get_last_error, xGetLastError, (len: c_int, out: *mut c_char) -> c_int, 0);
+delegate!(x_current_time_int64, xCurrentTimeInt64, (out: *mut sqlite3_int64) -> c_int, code::ERROR);
+
+/// The [`DbFile`] of an s3vfs database file.
+///
+/// # Safety
+/// `file` must be a file opened by [`x_open`] as a main database and not yet closed.
+unsafe fn db_file<'a>(file: *mut sqlite3_file) -> &'a mut DbFile {
+    // SAFETY: x_open stored a live Box<DbFile> pointer; SQLite serializes calls on one file.
+    unsafe { &mut *(*file.cast::<S3File>()).file }
+}
+
+unsafe extern "C" fn x_close(file: *mut sqlite3_file) -> c_int {
+    guard(Operation::Other, || {
+        // SAFETY: x_open stored this pointer with Box::into_raw; xClose is called once.
+        let s3_file = unsafe { &mut *file.cast::<S3File>() };
+        if !s3_file.file.is_null() {
+            // SAFETY: as above; the pointer is nulled so it cannot be freed twice.
+            drop(unsafe { Box::from_raw(s3_file.file) });
+            s3_file.file = std::ptr::null_mut();
+        }
+        Ok(code::OK)
+    })
+}
+
+/// "If xRead() returns SQLITE_IOERR_SHORT_READ it must also fill in the unread portions of
+/// the buffer with zeros."
+unsafe extern "C" fn x_read(file: *mut sqlite3_file, buffer: *mut c_void, amount: c_int, offset: sqlite3_int64) -> c_int {
+    guard(Operation::Read, || {
+        // SAFETY: SQLite passes a writable buffer of `amount` bytes.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), amount.max(0) as usize) };
+        // SAFETY: a main database file opened by x_open.
+        let outcome = unsafe { db_file(file) }.read(ByteOffset(offset.max(0) as u64), buffer)?;
+        Ok(match outcome {
+            ReadOutcome::Full => code::OK,
+            ReadOutcome::Short => code::IOERR_SHORT_READ,
+        })
+    })
+}
+
+unsafe extern "C" fn x_write(file: *mut sqlite3_file, data: *const c_void, amount: c_int, offset: sqlite3_int64) -> c_int {
+    guard(Operation::Write, || {
+        // SAFETY: SQLite passes a readable buffer of `amount` bytes.
+        let data = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), amount.max(0) as usize) };
+        // SAFETY: a main database file opened by x_open.
+        unsafe { db_file(file) }.write(ByteOffset(offset.max(0) as u64), data)?;
+        Ok(code::OK)
+    })
+}
+
+unsafe extern "C" fn x_truncate(file: *mut sqlite3_file, size: sqlite3_int64) -> c_int {
+    guard(Operation::Truncate, || {
+        // SAFETY: a main database file opened by x_open.
+        unsafe { db_file(file) }.truncate(size.max(0) as u64)?;
+        Ok(code::OK)
+    })
+}
+
+/// The commit point: the transaction's blocks and its commit record are uploaded here.
+unsafe extern "C" fn x_sync(file: *mut sqlite3_file, _flags: c_int) -> c_int {
+    guard(Operation::Sync, || {
+        // SAFETY: a main database file opened by x_open.
+        unsafe { db_file(file) }.sync()?;
+        Ok(code::OK)
+    })
+}
+
+unsafe extern "C" fn x_file_size(file: *mut sqlite3_file, size: *mut sqlite3_int64) -> c_int {
+    guard(Operation::FileSize, || {
+        // SAFETY: a main database file opened by x_open; `size` is a valid out-pointer.
+        unsafe { *size = db_file(file).size() as sqlite3_int64 };
+        Ok(code::OK)
+    })
+}
+
+unsafe extern "C" fn x_lock(file: *mut sqlite3_file, level: c_int) -> c_int {
+    guard(Operation::Lock, || {
+        let level = LockLevel::from_raw(level).ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
+        // SAFETY: a main database file opened by x_open.
+        Ok(match unsafe { db_file(file) }.lock(level)? {
+            Ok(()) => code::OK,
+            Err(_) => code::BUSY,
+        })
+    })
+}
+
+unsafe extern "C" fn x_unlock(file: *mut sqlite3_file, level: c_int) -> c_int {
+    guard(Operation::Unlock, || {
+        let level = LockLevel::from_raw(level).ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
+        // SAFETY: a main database file opened by x_open.
+        unsafe { db_file(file) }.unlock(level);
+        Ok(code::OK)
+    })
+}
+
+unsafe extern "C" fn x_check_reserved_lock(file: *mut sqlite3_file, result: *mut c_int) -> c_int {
+    guard(Operation::Lock, || {
+        // SAFETY: a main database file opened by x_open; `result` is a valid out-pointer.
+        unsafe { *result = c_int::from(db_file(file).reserved()) };
+        Ok(code::OK)
+    })
+}
+
+/// Refuses pragmas that would break s3vfs's guarantees, with a message saying why.
+fn refuse_pragma(name: &str, value: Option<&str>) -> Option<String> {
+    let value = value?.trim().trim_matches(|c| c == '\'' || c == '"').to_ascii_lowercase();
+    match name.to_ascii_lowercase().as_str() {
+        "journal_mode" if value == "wal" => Some(
+            "s3vfs: journal_mode=WAL is not supported (the WAL would need shared memory across hosts); \
+             commits are atomic in every rollback journal mode: DELETE, TRUNCATE, PERSIST, MEMORY or OFF"
+                .into(),
+        ),
+        "synchronous" if value == "off" || value == "0" => Some(
+            "s3vfs: synchronous=OFF is not supported: s3vfs commits when SQLite syncs the database; \
+             use NORMAL or FULL (they cost the same here)"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+unsafe extern "C" fn x_file_control(file: *mut sqlite3_file, op: c_int, argument: *mut c_void) -> c_int {
+    guard(Operation::Other, || match op {
+        SQLITE_FCNTL_PRAGMA => {
+            // SAFETY: "the argument is a pointer to an array of pointers to strings (char**)
+            // in which the second element of the array is the name of the pragma and the
+            // third element is the argument to the pragma or NULL".
+            let arguments = argument.cast::<*mut c_char>();
+            let (name, value) = unsafe { (c_str(*arguments.add(1)), c_str(*arguments.add(2))) };
+            match name.and_then(|name| refuse_pragma(name, value)) {
+                Some(message) => {
+                    report(code::ERROR, &message, false);
+                    // SAFETY: "the VFS ... may set the first element of the array to an error
+                    // message obtained from sqlite3_mprintf()".
+                    unsafe { *arguments = sqlite_string(&message) };
+                    Ok(code::ERROR)
+                }
+                None => Ok(code::NOTFOUND),
+            }
+        }
+        SQLITE_FCNTL_VFSNAME => {
+            // SAFETY: the argument is a char** for a string from sqlite3_mprintf.
+            unsafe { *argument.cast::<*mut c_char>() = sqlite_string("s3vfs") };
+            Ok(code::OK)
+        }
+        FCNTL_S3VFS_DATABASE => {
+            // SAFETY: only `ffi::database_of` sends this opcode, with this argument type.
+            let slot = unsafe { &mut *argument.cast::<Option<Arc<Database>>>() };
+            // SAFETY: a main database file opened by x_open.
+            *slot = Some(unsafe { db_file(file) }.database().clone());
+            Ok(code::OK)
+        }
+        _ => Ok(code::NOTFOUND),
+    })
+}
+
+unsafe extern "C" fn x_sector_size(_file: *mut sqlite3_file) -> c_int {
+    4096
+}
+
+unsafe extern "C" fn x_device_characteristics(_file: *mut sqlite3_file) -> c_int {
+    SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_SAFE_APPEND
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_pragma;
+
+    #[test]
+    fn wal_and_synchronous_off_are_refused_with_reasons() {
+        assert!(refuse_pragma("journal_mode", Some("WAL")).is_some_and(|m| m.contains("DELETE")));
+        assert!(refuse_pragma("journal_mode", Some("delete")).is_none());
+        assert!(refuse_pragma("journal_mode", None).is_none());
+        assert!(refuse_pragma("synchronous", Some("0")).is_some());
+        assert!(refuse_pragma("synchronous", Some("full")).is_none());
+    }
+}

@@ -1,0 +1,27 @@
+//! s3vfs: a SQLite VFS that keeps a database in S3-compatible object storage.
+//!
+//! The database file is cut into fixed-size blocks, one immutable object per block, and a
+//! transaction becomes visible through one conditional PUT of a small commit record. See
+//! README.md for the object layout, the URI parameters and the guarantees.
+//!
+//! Layers, from C down to the network:
+//! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines.
+//! - [`vfs`]: safe VFS logic: opening, locking, a database file's reads, writes and commits.
+//! - [`storage`]: how a database becomes objects: units, keys, commit records, snapshots.
+//! - [`cache`]: the byte-budgeted LRU of blocks with single-flight misses.
+//! - [`backend`]: the async object-store trait with S3, memory, retry, metrics and fault layers.
+//! - [`runtime`]: the tokio runtime and the one blocking bridge.
+//! - [`config`]: typed configuration from URI parameters and the environment.
+//! - [`sql`]: the SQL functions.
+//! - [`error`]: the error type and its mapping to SQLite's extended result codes.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod backend;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod ffi;
+pub mod runtime;
+pub mod sql;
+pub mod storage;
+pub mod vfs;

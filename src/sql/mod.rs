@@ -1,0 +1,64 @@
+//! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()` and
+//! `s3vfs_last_error()`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde_json::json;
+use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
+use sqlite_loadable::api;
+use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
+
+use crate::backend::metered::process_metrics;
+
+/// The names of every SQL function s3vfs defines.
+pub const FUNCTIONS: &[&str] = &["s3vfs_version", "s3vfs_stats", "s3vfs_last_error"];
+
+/// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
+fn guarded(
+    body: impl FnOnce() -> Result<(), FunctionError>,
+) -> Result<(), FunctionError> {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| Err(FunctionError::new_message("s3vfs: internal error")))
+}
+
+fn version(context: *mut sqlite3_context, _values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+    guarded(|| api::result_text(context, format!("s3vfs {}", env!("CARGO_PKG_VERSION"))))
+}
+
+/// `s3vfs_stats([schema])`: JSON with the process's request counters and, when the schema
+/// (default `main`) is an s3vfs database, its version, size, requests and cache counters.
+fn stats(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+    guarded(|| {
+        let schema = match values.first() {
+            Some(value) => api::value_text(value).map_err(|_| FunctionError::new_message("schema must be text"))?,
+            None => "main",
+        };
+        let db = api::context_db_handle(context);
+        let database = crate::ffi::database_of(db, schema).map(|database| database.stats());
+        let process = process_metrics().snapshot();
+        let report = json!({
+            "version": database.as_ref().map(|stats| stats.version),
+            "database": database,
+            "process": { "requests": process.requests(), "detail": process },
+        });
+        api::result_text(context, report.to_string())
+    })
+}
+
+fn last_error(context: *mut sqlite3_context, _values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+    guarded(|| {
+        match crate::ffi::last_error() {
+            Some(message) => api::result_text(context, message)?,
+            None => api::result_null(context),
+        }
+        Ok(())
+    })
+}
+
+/// Defines the SQL functions on connection `db`.
+pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
+    define_scalar_function(db, "s3vfs_version", 0, version, FunctionFlags::UTF8 | FunctionFlags::DETERMINISTIC)?;
+    define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The JSON objects that describe versions: commit records, checkpoints and the head hint.
+//!
+//! All three carry `format`; an object with a format this build does not know is refused.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{BlockIndex, BlockSize, TxId, Version};
+use crate::error::{Error, Result};
+
+/// The on-S3 format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `log/{version}`: created once with `If-None-Match: *`; its existence commits the version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub format: u32,
+    pub version: u64,
+    /// The transaction that wrote this version (its blocks are keyed by it).
+    pub txid: String,
+    /// Commit time, milliseconds since the Unix epoch, by the writer's clock.
+    pub time_ms: u64,
+    /// The database file's size in bytes at this version.
+    pub size: u64,
+    pub block_size: u64,
+    /// The checkpoint this record's `changes` are relative to.
+    pub base_version: u64,
+    pub base_txid: String,
+    /// Every block changed since the base checkpoint: block index -> txid that wrote it.
+    pub changes: BTreeMap<u64, String>,
+    /// How many blocks this commit itself wrote.
+    pub blocks_written: u64,
+}
+
+/// `checkpoints/{version}-{txid}`: the whole block map at one version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: u32,
+    pub version: u64,
+    pub size: u64,
+    pub block_size: u64,
+    /// `blocks[i]` is the txid that wrote block `i`.
+    pub blocks: Vec<String>,
+}
+
+/// `head`: a hint of a recent checkpointed version, so that listing the log starts near its end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub format: u32,
+    pub version: u64,
+}
+
+fn check_format(key: &str, format: u32) -> Result<()> {
+    if format == FORMAT_VERSION {
+        Ok(())
+    } else {
+        Err(Error::Format(format!(
+            "{key} has storage format {format}, but this s3vfs reads format {FORMAT_VERSION}; \
+             use a newer s3vfs"
+        )))
+    }
+}
+
+fn corrupt(key: &str, why: impl Into<String>) -> Error {
+    Error::Corrupt { key: key.to_string(), why: why.into() }
+}
+
+fn parse_txid(key: &str, text: &str) -> Result<TxId> {
+    TxId::parse(text).ok_or_else(|| corrupt(key, format!("bad transaction id {text:?}")))
+}
+
+fn parse_block_size(key: &str, bytes: u64) -> Result<BlockSize> {
+    BlockSize::new(bytes).ok_or_else(|| corrupt(key, format!("bad block size {bytes}")))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Bytes {
+    // Serializing these plain structs cannot fail: every map key is an integer or a string.
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A commit record after validation, with parsed units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedRecord {
+    pub version: Version,
+    pub txid: TxId,
+    pub time_ms: u64,
+    pub size: u64,
+    pub block_size: BlockSize,
+    pub base_version: Version,
+    pub base_txid: TxId,
+    pub changes: BTreeMap<BlockIndex, TxId>,
+    pub blocks_written: u64,
+}
+
+impl CommitRecord {
+    pub fn encode(&self) -> Bytes {
+        encode(self)
+    }
+
+    pub fn decode(key: &str, body: &[u8]) -> Result<ParsedRecord> {
+        let raw: CommitRecord = decode(key, body)?;
+        check_format(key, raw.format)?;
+        let mut changes = BTreeMap::new();
+        for (index, txid) in &raw.changes {
+            changes.insert(BlockIndex(*index), parse_txid(key, txid)?);
+        }
+        if raw.base_version > raw.version {
+            return Err(corrupt(key, "base checkpoint is newer than the record"));
+        }
+        Ok(ParsedRecord {
+            version: Version(raw.version),
+            txid: parse_txid(key, &raw.txid)?,
+            time_ms: raw.time_ms,
+            size: raw.size,
+            block_size: parse_block_size(key, raw.block_size)?,
+            base_version: Version(raw.base_version),
+            base_txid: parse_txid(key, &raw.base_txid)?,
+            changes,
+            blocks_written: raw.blocks_written,
+        })
+    }
+}
+
+/// A checkpoint after validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedCheckpoint {
+    pub version: Version,
+    pub size: u64,
+    pub block_size: BlockSize,
+    pub blocks: Vec<TxId>,
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Bytes {
+        encode(self)
+    }
+
+    pub fn decode(key: &str, body: &[u8]) -> Result<ParsedCheckpoint> {
+        let raw: Checkpoint = decode(key, body)?;
+        check_format(key, raw.format)?;
+        let block_size = parse_block_size(key, raw.block_size)?;
+        let blocks = raw.blocks.iter().map(|txid| parse_txid(key, txid)).collect::<Result<Vec<_>>>()?;
+        if blocks.len() as u64 != block_size.block_count(raw.size) {
+            return Err(corrupt(key, "block list does not match the file size"));
+        }
+        Ok(ParsedCheckpoint { version: Version(raw.version), size: raw.size, block_size, blocks })
+    }
+}
+
+impl Head {
+    pub fn encode(&self) -> Bytes {
+        encode(self)
+    }
+
+    pub fn decode(key: &str, body: &[u8]) -> Result<Version> {
+        let raw: Head = decode(key, body)?;
+        check_format(key, raw.format)?;
+        Ok(Version(raw.version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> CommitRecord {
+        CommitRecord {
+            format: FORMAT_VERSION,
+            version: 3,
+            txid: TxId(7).to_string(),
+            time_ms: 1,
+            size: 8192,
+            block_size: 4096,
+            base_version: 1,
+            base_txid: TxId(9).to_string(),
+            changes: BTreeMap::from([(1, TxId(7).to_string())]),
+            blocks_written: 1,
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let parsed = CommitRecord::decode("k", &record().encode()).expect("valid record");
+        assert_eq!(parsed.version, Version(3));
+        assert_eq!(parsed.changes.get(&BlockIndex(1)), Some(&TxId(7)));
+    }
+
+    #[test]
+    fn unknown_format_is_refused_with_a_clear_message() {
+        let mut future = record();
+        future.format = 99;
+        let error = CommitRecord::decode("k", &future.encode()).expect_err("must refuse");
+        assert!(error.to_string().contains("format 99"), "{error}");
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        let error = CommitRecord::decode("k", b"not json").expect_err("must refuse");
+        assert!(matches!(error, Error::Corrupt { .. }));
+        let error = Checkpoint::decode("k", b"{\"format\":1}").expect_err("must refuse");
+        assert!(matches!(error, Error::Corrupt { .. }));
+    }
+
+    #[test]
+    fn checkpoint_block_count_must_match_size() {
+        let checkpoint = Checkpoint {
+            format: FORMAT_VERSION,
+            version: 1,
+            size: 4097,
+            block_size: 4096,
+            blocks: vec![TxId(1).to_string()],
+        };
+        assert!(Checkpoint::decode("k", &checkpoint.encode()).is_err());
+    }
+}

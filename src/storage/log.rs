@@ -1,0 +1,252 @@
+//! Reading and extending the commit log: finding the newest version, loading its block map,
+//! and publishing a new version with one conditional PUT.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::format::{ParsedCheckpoint, ParsedRecord};
+use super::{BlockIndex, BlockSize, Checkpoint, CommitRecord, Head, Location, Snapshot, TxId, Version, FORMAT_VERSION};
+use crate::backend::{run_bounded, Backend, PutOutcome};
+use crate::error::{Error, Result};
+
+/// A new checkpoint is written when the changes since the last one name more blocks than this.
+pub const CHECKPOINT_MAX_CHANGES: usize = 1024;
+/// ... or when this many versions were committed since the last one.
+pub const CHECKPOINT_INTERVAL: u64 = 100;
+/// At most this many object requests of one operation are in flight at once.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+async fn get_record(backend: &Arc<dyn Backend>, location: &Location, version: Version) -> Result<ParsedRecord> {
+    let key = location.log_key(version);
+    let body = backend.get(&key).await?.ok_or_else(|| Error::Corrupt {
+        key: key.clone(),
+        why: "listed commit record is missing".into(),
+    })?;
+    let record = CommitRecord::decode(&key, &body)?;
+    if record.version != version {
+        return Err(Error::Corrupt { key, why: format!("names version {}", record.version.0) });
+    }
+    Ok(record)
+}
+
+async fn get_checkpoint(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    version: Version,
+    txid: TxId,
+) -> Result<ParsedCheckpoint> {
+    let key = location.checkpoint_key(version, txid);
+    let body = backend.get(&key).await?.ok_or_else(|| Error::Corrupt {
+        key: key.clone(),
+        why: "checkpoint named by a commit record is missing".into(),
+    })?;
+    Checkpoint::decode(&key, &body)
+}
+
+/// The newest committed version after `after` (or from the head hint when `after` is
+/// `None`), or `None` when there is nothing newer. Costs one LIST when nothing changed.
+async fn newest_version(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    after: Option<Version>,
+) -> Result<Option<Version>> {
+    let start = match after {
+        Some(version) => version,
+        None => match backend.get(&location.head_key()).await? {
+            Some(body) => Head::decode(&location.head_key(), &body)?,
+            None => Version(0),
+        },
+    };
+    let start_after = (start.0 > 0).then(|| location.log_key(start));
+    let keys = backend.list(&location.log_prefix(), start_after.as_deref()).await?;
+    let newest = keys.iter().filter_map(|key| location.version_of_log_key(key)).max();
+    Ok(match (newest, after) {
+        (Some(version), _) => Some(version),
+        // The head hint named a committed version and nothing came after it.
+        (None, None) if start.0 > 0 => Some(start),
+        (None, _) => None,
+    })
+}
+
+/// Builds the snapshot of `record`, reusing `known`'s checkpoint when they share it.
+async fn snapshot_of(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    record: ParsedRecord,
+    known: Option<&Snapshot>,
+) -> Result<Snapshot> {
+    let base = match known {
+        Some(snapshot) if snapshot.base_version == record.base_version && snapshot.base_txid == record.base_txid => {
+            snapshot.base.clone()
+        }
+        _ => {
+            let checkpoint = get_checkpoint(backend, location, record.base_version, record.base_txid).await?;
+            if checkpoint.block_size != record.block_size {
+                return Err(Error::Corrupt {
+                    key: location.checkpoint_key(record.base_version, record.base_txid),
+                    why: "block size differs from the commit record's".into(),
+                });
+            }
+            Arc::new(checkpoint.blocks)
+        }
+    };
+    Ok(Snapshot {
+        version: record.version,
+        size: record.size,
+        block_size: record.block_size,
+        txid: record.txid,
+        time_ms: record.time_ms,
+        base_version: record.base_version,
+        base_txid: record.base_txid,
+        base,
+        changes: Arc::new(record.changes),
+    })
+}
+
+/// The newest committed snapshot, or `None` for a database with no commits.
+/// With `known`, a database already loaded, this costs one LIST when nothing changed.
+pub async fn load_latest(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    known: Option<Arc<Snapshot>>,
+) -> Result<Option<Arc<Snapshot>>> {
+    let after = known.as_ref().map(|snapshot| snapshot.version).filter(|version| version.0 > 0);
+    let Some(newest) = newest_version(&backend, &location, after).await? else {
+        return Ok(known.filter(|snapshot| snapshot.version.0 > 0));
+    };
+    let record = get_record(&backend, &location, newest).await?;
+    let snapshot = snapshot_of(&backend, &location, record, known.as_deref()).await?;
+    Ok(Some(Arc::new(snapshot)))
+}
+
+/// Everything a transaction hands over to be committed.
+pub struct Transaction {
+    pub parent: Arc<Snapshot>,
+    pub txid: TxId,
+    pub size: u64,
+    /// Blocks still to upload, each exactly as long as it is in the new version.
+    pub upload: Vec<(BlockIndex, Bytes)>,
+    /// Blocks this transaction already uploaded under its txid (spilled early).
+    pub uploaded: BTreeSet<BlockIndex>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Uploads `blocks` under `txid`, concurrently, at most [`MAX_IN_FLIGHT`] at a time.
+pub async fn upload_blocks(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    txid: TxId,
+    blocks: Vec<(BlockIndex, Bytes)>,
+) -> Result<()> {
+    let uploads = blocks.into_iter().map(|(index, data)| {
+        let backend = backend.clone();
+        let key = location.block_key(index, txid);
+        async move { backend.put(&key, data).await.map_err(Error::from) }
+    });
+    run_bounded(MAX_IN_FLIGHT, uploads.collect()).await.map(|_| ())
+}
+
+/// Publishes a transaction as version `parent + 1`: uploads its blocks (and a checkpoint when
+/// one is due), then creates the commit record with `If-None-Match: *`. Until that PUT
+/// succeeds nothing of the transaction is visible; a conflict leaves no visible trace.
+pub async fn commit(backend: Arc<dyn Backend>, location: Location, transaction: Transaction) -> Result<Arc<Snapshot>> {
+    let Transaction { parent, txid, size, upload, uploaded } = transaction;
+    let version = parent.version.next();
+    let block_size: BlockSize = parent.block_size;
+    let count = block_size.block_count(size);
+    let mut written: BTreeSet<BlockIndex> = uploaded;
+    written.extend(upload.iter().map(|(index, _)| *index));
+
+    let mut changes: BTreeMap<BlockIndex, TxId> =
+        parent.changes.iter().filter(|(index, _)| index.0 < count).map(|(index, txid)| (*index, *txid)).collect();
+    for index in &written {
+        changes.insert(*index, txid);
+    }
+    let due = changes.len() > CHECKPOINT_MAX_CHANGES
+        || version.0 - parent.base_version.0 >= CHECKPOINT_INTERVAL
+        || parent.version.0 == 0;
+
+    let mut snapshot = Snapshot {
+        version,
+        size,
+        block_size,
+        txid,
+        time_ms: now_ms(),
+        base_version: parent.base_version,
+        base_txid: parent.base_txid,
+        base: parent.base.clone(),
+        changes: Arc::new(changes),
+    };
+    let mut checkpoint_upload = None;
+    if due {
+        let blocks = snapshot.full_map();
+        let checkpoint = Checkpoint {
+            format: FORMAT_VERSION,
+            version: version.0,
+            size,
+            block_size: block_size.bytes(),
+            blocks: blocks.iter().map(TxId::to_string).collect(),
+        };
+        checkpoint_upload = Some((location.checkpoint_key(version, txid), checkpoint.encode()));
+        snapshot.base_version = version;
+        snapshot.base_txid = txid;
+        snapshot.base = Arc::new(blocks);
+        snapshot.changes = Arc::new(BTreeMap::new());
+    }
+
+    let checkpoint_put = {
+        let backend = backend.clone();
+        async move {
+            match checkpoint_upload {
+                Some((key, body)) => backend.put(&key, body).await.map_err(Error::from),
+                None => Ok(()),
+            }
+        }
+    };
+    let (blocks_result, checkpoint_result) =
+        tokio::join!(upload_blocks(&backend, &location, txid, upload), checkpoint_put);
+    blocks_result?;
+    checkpoint_result?;
+
+    let record = CommitRecord {
+        format: FORMAT_VERSION,
+        version: version.0,
+        txid: txid.to_string(),
+        time_ms: snapshot.time_ms,
+        size,
+        block_size: block_size.bytes(),
+        base_version: snapshot.base_version.0,
+        base_txid: snapshot.base_txid.to_string(),
+        changes: snapshot.changes.iter().map(|(index, txid)| (index.0, txid.to_string())).collect(),
+        blocks_written: written.len() as u64,
+    };
+    let key = location.log_key(version);
+    match backend.put_if_absent(&key, record.encode()).await? {
+        PutOutcome::Created => {}
+        PutOutcome::AlreadyExists => {
+            // A lost reply is not a lost commit: the record that exists may be ours.
+            let existing = get_record(&backend, &location, version).await?;
+            if existing.txid != txid {
+                return Err(Error::Conflict {
+                    bucket: location.bucket.clone(),
+                    prefix: location.prefix.clone(),
+                    version,
+                });
+            }
+        }
+    }
+    if due {
+        let head = Head { format: FORMAT_VERSION, version: version.0 };
+        // Best effort: the head only shortens the next cold open's LIST.
+        let _ = backend.put(&location.head_key(), head.encode()).await;
+    }
+    Ok(Arc::new(snapshot))
+}

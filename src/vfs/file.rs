@@ -1,0 +1,400 @@
+//! One connection's database file: reads from a pinned version, buffers the writes of a
+//! transaction as whole blocks, and commits them when SQLite syncs the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::lock::{Busy, LockLevel};
+use super::Database;
+use crate::cache::BlockKey;
+use crate::error::{Error, Result};
+use crate::runtime;
+use crate::storage::log::{self, Transaction};
+use crate::storage::{BlockIndex, ByteOffset, Snapshot, TxId};
+
+/// A block the current transaction changed.
+enum Dirty {
+    /// Held in memory, `block_size` bytes long; `original` is the committed object it started
+    /// from, when it started from one, so an unchanged block is not uploaded again.
+    Memory { data: Vec<u8>, original: Option<Bytes> },
+    /// Uploaded early under the transaction's txid, `len` bytes long.
+    Uploaded { len: u64 },
+}
+
+struct Txn {
+    txid: TxId,
+    size: u64,
+    /// The smallest size the file had during the transaction: committed bytes at or past it
+    /// were cut off, and read as zeros unless written again.
+    floor: u64,
+    blocks: BTreeMap<BlockIndex, Dirty>,
+    memory_bytes: u64,
+}
+
+/// Whether a read found all the bytes it asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Full,
+    /// The file ended first; the rest of the buffer was zero-filled.
+    Short,
+}
+
+pub struct DbFile {
+    database: Arc<Database>,
+    holder: u64,
+    level: LockLevel,
+    staleness: Duration,
+    /// The version this connection reads: pinned when its read transaction starts.
+    snapshot: Arc<Snapshot>,
+    txn: Option<Txn>,
+    /// Set when a commit failed: the rest of the transaction (SQLite's rollback) is discarded.
+    doomed: bool,
+}
+
+impl DbFile {
+    pub fn new(database: Arc<Database>, staleness: Duration) -> DbFile {
+        static HOLDERS: AtomicU64 = AtomicU64::new(1);
+        let snapshot = database.latest();
+        DbFile {
+            database,
+            holder: HOLDERS.fetch_add(1, Ordering::Relaxed),
+            level: LockLevel::None,
+            staleness,
+            snapshot,
+            txn: None,
+            doomed: false,
+        }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    fn block_size(&self) -> u64 {
+        self.snapshot.block_size.bytes()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.txn.as_ref().map_or(self.snapshot.size, |txn| txn.size)
+    }
+
+    /// How many leading bytes of committed block `index` are still part of the file.
+    fn committed_len(&self, index: BlockIndex) -> u64 {
+        let floor = self.txn.as_ref().map_or(self.snapshot.size, |txn| txn.floor);
+        let start = index.0 * self.block_size();
+        self.snapshot.block_len(index).min(floor.saturating_sub(start))
+    }
+
+    /// The committed object of block `index`, if any of its bytes are still in the file.
+    fn committed_key(&self, index: BlockIndex) -> Option<(BlockKey, u64)> {
+        let txid = self.snapshot.block_txid(index)?;
+        (self.committed_len(index) > 0).then(|| (BlockKey { index, txid }, self.snapshot.block_len(index)))
+    }
+
+    /// The current content of whole blocks, as this connection sees them (each at most
+    /// `block_size` bytes; bytes past the returned length are zeros).
+    fn view_blocks(&self, indexes: &[BlockIndex]) -> Result<Vec<Bytes>> {
+        let txid = self.txn.as_ref().map(|txn| txn.txid);
+        let mut wanted = Vec::new();
+        for index in indexes {
+            match self.txn.as_ref().and_then(|txn| txn.blocks.get(index)) {
+                Some(Dirty::Memory { .. }) => {}
+                Some(Dirty::Uploaded { len }) => {
+                    if let Some(txid) = txid {
+                        wanted.push((BlockKey { index: *index, txid }, *len));
+                    }
+                }
+                None => wanted.extend(self.committed_key(*index)),
+            }
+        }
+        let fetched: BTreeMap<BlockKey, Bytes> = {
+            let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
+            keys.into_iter().zip(self.database.read_blocks(&wanted)?).collect()
+        };
+        let mut views = Vec::with_capacity(indexes.len());
+        for index in indexes {
+            let view = match self.txn.as_ref().and_then(|txn| txn.blocks.get(index)) {
+                Some(Dirty::Memory { data, .. }) => Bytes::copy_from_slice(data),
+                Some(Dirty::Uploaded { .. }) => txid
+                    .and_then(|txid| fetched.get(&BlockKey { index: *index, txid }).cloned())
+                    .unwrap_or_default(),
+                None => match self.committed_key(*index) {
+                    Some((key, _)) => {
+                        let data = fetched.get(&key).cloned().unwrap_or_default();
+                        data.slice(..self.committed_len(*index) as usize)
+                    }
+                    None => Bytes::new(),
+                },
+            };
+            views.push(view);
+        }
+        Ok(views)
+    }
+
+    /// Reads `buffer.len()` bytes at `offset`; past the end of the file the buffer is zeroed.
+    pub fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
+        buffer.fill(0);
+        let size = self.size();
+        let available = size.saturating_sub(offset.0).min(buffer.len() as u64) as usize;
+        let pieces = self.snapshot.block_size.pieces(offset, available);
+        let indexes: Vec<BlockIndex> = pieces.iter().map(|piece| piece.block).collect();
+        let views = self.view_blocks(&indexes)?;
+        for (piece, view) in pieces.iter().zip(views) {
+            let end = (piece.within + piece.buffer.len()).min(view.len());
+            if end > piece.within {
+                let target = piece.buffer.start..piece.buffer.start + (end - piece.within);
+                buffer[target].copy_from_slice(&view[piece.within..end]);
+            }
+        }
+        Ok(if available == buffer.len() { ReadOutcome::Full } else { ReadOutcome::Short })
+    }
+
+    fn txn(&mut self) -> &mut Txn {
+        let snapshot = &self.snapshot;
+        self.txn.get_or_insert_with(|| Txn {
+            txid: TxId::random(),
+            size: snapshot.size,
+            floor: snapshot.size,
+            blocks: BTreeMap::new(),
+            memory_bytes: 0,
+        })
+    }
+
+    /// Makes blocks `indexes` memory-resident dirty blocks, loading what they held.
+    fn make_dirty(&mut self, indexes: &[BlockIndex], whole: &BTreeSet<BlockIndex>) -> Result<()> {
+        let missing: Vec<BlockIndex> = indexes
+            .iter()
+            .copied()
+            .filter(|index| !matches!(self.txn.as_ref().and_then(|txn| txn.blocks.get(index)), Some(Dirty::Memory { .. })))
+            .collect();
+        let load: Vec<BlockIndex> = missing.iter().copied().filter(|index| !whole.contains(index)).collect();
+        let views = self.view_blocks(&load)?;
+        let mut loaded: BTreeMap<BlockIndex, Bytes> = load.into_iter().zip(views).collect();
+        let block_size = self.block_size() as usize;
+        for index in missing {
+            let original = match self.txn.as_ref().and_then(|txn| txn.blocks.get(&index)) {
+                None if self.committed_len(index) == self.snapshot.block_len(index) => {
+                    loaded.get(&index).cloned().filter(|data| !data.is_empty())
+                }
+                _ => None,
+            };
+            let mut data = vec![0u8; block_size];
+            if let Some(view) = loaded.remove(&index) {
+                data[..view.len()].copy_from_slice(&view);
+            }
+            let txn = self.txn();
+            txn.memory_bytes += block_size as u64;
+            txn.blocks.insert(index, Dirty::Memory { data, original });
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` into the transaction.
+    pub fn write(&mut self, offset: ByteOffset, data: &[u8]) -> Result<()> {
+        if self.doomed {
+            return Ok(());
+        }
+        self.txn();
+        let block_size = self.block_size() as usize;
+        let pieces = self.snapshot.block_size.pieces(offset, data.len());
+        let indexes: Vec<BlockIndex> = pieces.iter().map(|piece| piece.block).collect();
+        let whole: BTreeSet<BlockIndex> =
+            pieces.iter().filter(|piece| piece.within == 0 && piece.buffer.len() == block_size).map(|piece| piece.block).collect();
+        self.make_dirty(&indexes, &whole)?;
+        let txn = self.txn();
+        for piece in &pieces {
+            if let Some(Dirty::Memory { data: block, .. }) = txn.blocks.get_mut(&piece.block) {
+                block[piece.within..piece.within + piece.buffer.len()].copy_from_slice(&data[piece.buffer.clone()]);
+            }
+        }
+        txn.size = txn.size.max(offset.0 + data.len() as u64);
+        let limit = (self.database.cache_size / 4).max(8 * block_size as u64);
+        if self.txn().memory_bytes > limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the memory-resident dirty blocks now, keeping memory bounded; they stay
+    /// invisible until the commit record names them.
+    fn spill(&mut self) -> Result<()> {
+        let Some(txn) = self.txn.as_mut() else { return Ok(()) };
+        let mut upload = Vec::new();
+        for (index, dirty) in txn.blocks.iter_mut() {
+            if let Dirty::Memory { data, .. } = dirty {
+                let bytes = Bytes::from(std::mem::take(data));
+                let len = bytes.len() as u64;
+                upload.push((*index, bytes));
+                *dirty = Dirty::Uploaded { len };
+            }
+        }
+        txn.memory_bytes = 0;
+        let (backend, location, txid) = (self.database.backend(), self.database.location.clone(), txn.txid);
+        runtime::block_on(async move { log::upload_blocks(&backend, &location, txid, upload).await })
+    }
+
+    /// Cuts or extends the file to `size` bytes.
+    pub fn truncate(&mut self, size: u64) -> Result<()> {
+        if self.doomed {
+            return Ok(());
+        }
+        let block_size = self.block_size();
+        let count = self.snapshot.block_size.block_count(size);
+        let (last, within) = self.snapshot.block_size.locate(ByteOffset(size));
+        // A dirty block that the cut splits keeps zeros past the cut.
+        if within > 0 && matches!(self.txn().blocks.get(&last), Some(Dirty::Uploaded { .. })) {
+            self.make_dirty(&[last], &BTreeSet::new())?;
+        }
+        let txn = self.txn();
+        if let Some(Dirty::Memory { data, original }) = txn.blocks.get_mut(&last) {
+            if within > 0 {
+                data[within as usize..].fill(0);
+                *original = None;
+            }
+        }
+        let removed: Vec<BlockIndex> = txn.blocks.range(BlockIndex(count)..).map(|(index, _)| *index).collect();
+        for index in removed {
+            if let Some(Dirty::Memory { .. }) = txn.blocks.remove(&index) {
+                txn.memory_bytes -= block_size;
+            }
+        }
+        txn.size = size;
+        txn.floor = txn.floor.min(size);
+        Ok(())
+    }
+
+    /// The blocks to upload for the new version: every dirty block, plus every block whose
+    /// committed object no longer matches (cut, extended, or new and never written).
+    fn finish(&mut self) -> Result<Option<Transaction>> {
+        let Some(txn) = self.txn.as_ref() else { return Ok(None) };
+        let (size, txid) = (txn.size, txn.txid);
+        let block_size = self.snapshot.block_size;
+        let count = block_size.block_count(size);
+        let stale: Vec<BlockIndex> = (0..count)
+            .map(BlockIndex)
+            .filter(|index| {
+                let len = block_size.block_len(*index, size);
+                match txn.blocks.get(index) {
+                    Some(Dirty::Uploaded { len: uploaded }) => *uploaded != len,
+                    Some(Dirty::Memory { .. }) => false,
+                    None => self.committed_len(*index) != len || self.snapshot.block_len(*index) != len,
+                }
+            })
+            .collect();
+        self.make_dirty(&stale, &BTreeSet::new())?;
+        let Some(txn) = self.txn.as_ref() else { return Ok(None) };
+        let mut upload = Vec::new();
+        let mut uploaded = BTreeSet::new();
+        for (index, dirty) in &txn.blocks {
+            let len = block_size.block_len(*index, size) as usize;
+            match dirty {
+                Dirty::Memory { data, original } => {
+                    let unchanged = original.as_ref().is_some_and(|original| original.len() == len && original[..] == data[..len]);
+                    if !unchanged {
+                        upload.push((*index, Bytes::copy_from_slice(&data[..len])));
+                    }
+                }
+                Dirty::Uploaded { .. } => {
+                    uploaded.insert(*index);
+                }
+            }
+        }
+        if upload.is_empty() && uploaded.is_empty() && size == self.snapshot.size {
+            return Ok(None);
+        }
+        Ok(Some(Transaction { parent: self.snapshot.clone(), txid, size, upload, uploaded }))
+    }
+
+    /// Commits the transaction, if it changed anything: the new version becomes visible to
+    /// every reader at once, or (on any error) not at all.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.doomed {
+            return Ok(());
+        }
+        let prepared = match self.finish() {
+            Ok(prepared) => prepared,
+            Err(error) => return Err(self.abandon(error)),
+        };
+        let Some(transaction) = prepared else {
+            self.txn = None;
+            return Ok(());
+        };
+        let written: Vec<(BlockKey, Bytes)> = transaction
+            .upload
+            .iter()
+            .map(|(index, data)| (BlockKey { index: *index, txid: transaction.txid }, data.clone()))
+            .collect();
+        let (backend, location) = (self.database.backend(), self.database.location.clone());
+        match runtime::block_on(log::commit(backend, location, transaction)) {
+            Ok(snapshot) => {
+                for (key, data) in written {
+                    self.database.remember_block(key, data);
+                }
+                self.database.published(snapshot.clone());
+                self.snapshot = snapshot;
+                self.txn = None;
+                Ok(())
+            }
+            Err(error) => Err(self.abandon(error)),
+        }
+    }
+
+    /// Gives up the transaction after a failed commit; SQLite rolls it back next.
+    fn abandon(&mut self, error: Error) -> Error {
+        self.txn = None;
+        self.doomed = true;
+        error
+    }
+
+    pub fn lock(&mut self, level: LockLevel) -> Result<std::result::Result<(), Busy>> {
+        if level <= self.level {
+            return Ok(Ok(()));
+        }
+        if let Err(busy) = self.database.locks.lock().lock(self.holder, level) {
+            return Ok(Err(busy));
+        }
+        if self.level == LockLevel::None {
+            // A read transaction starts: pin the newest committed version.
+            match self.database.refresh(self.staleness) {
+                Ok(snapshot) => self.snapshot = snapshot,
+                Err(error) => {
+                    self.database.locks.lock().unlock(self.holder, LockLevel::None);
+                    return Err(error);
+                }
+            }
+        }
+        self.level = level;
+        Ok(Ok(()))
+    }
+
+    pub fn unlock(&mut self, level: LockLevel) {
+        if level >= self.level {
+            return;
+        }
+        if level <= LockLevel::Shared {
+            // Whatever was not committed by a sync is a rollback's leftover.
+            self.txn = None;
+            self.doomed = false;
+        }
+        self.database.locks.lock().unlock(self.holder, level);
+        self.level = level;
+    }
+
+    pub fn reserved(&self) -> bool {
+        self.database.locks.lock().reserved()
+    }
+}
+
+impl Drop for DbFile {
+    fn drop(&mut self) {
+        self.database.locks.lock().unlock(self.holder, LockLevel::None);
+    }
+}

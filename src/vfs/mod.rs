@@ -1,0 +1,236 @@
+//! Safe VFS logic: the databases this process has open, shared by all their connections,
+//! and (in [`file`]) one connection's database file.
+
+pub mod file;
+pub mod lock;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::backend::metered::{process_metrics, MeteredBackend, Metrics, MetricsSnapshot};
+use crate::backend::retry::{RetryPolicy, RetryingBackend};
+use crate::backend::s3::{Endpoint, S3Backend};
+use crate::backend::{run_bounded, Backend};
+use crate::cache::{BlockCache, BlockKey, CacheStats};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::runtime;
+use crate::storage::log::{self, MAX_IN_FLIGHT};
+use crate::storage::{Location, Snapshot, Version};
+use lock::LockTable;
+
+struct Latest {
+    snapshot: Arc<Snapshot>,
+    checked: Instant,
+}
+
+/// One database as this process sees it: its objects, its cache, its newest known version,
+/// and the locks of the connections that have it open.
+pub struct Database {
+    pub location: Location,
+    pub cache_size: u64,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    cache: BlockCache,
+    latest: Mutex<Latest>,
+    pub(crate) locks: Mutex<LockTable>,
+}
+
+/// What `s3vfs_stats()` reports about one database.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DatabaseStats {
+    pub bucket: String,
+    pub prefix: String,
+    pub version: u64,
+    pub size: u64,
+    pub block_size: u64,
+    pub requests: MetricsSnapshot,
+    pub cache: CacheStats,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RegistryKey {
+    generation: u32,
+    endpoint: Endpoint,
+    location: Location,
+}
+
+fn registry() -> &'static Mutex<HashMap<RegistryKey, Weak<Database>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<RegistryKey, Weak<Database>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn clients() -> &'static Mutex<HashMap<(u32, Endpoint, String), Arc<dyn Backend>>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<(u32, Endpoint, String), Arc<dyn Backend>>>> = OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
+/// The S3 client for one endpoint and bucket, shared by the databases of this process.
+fn s3_backend(endpoint: &Endpoint, bucket: &str) -> Result<Arc<dyn Backend>> {
+    let key = (runtime::generation(), endpoint.clone(), bucket.to_string());
+    if let Some(backend) = clients().lock().get(&key) {
+        return Ok(backend.clone());
+    }
+    let (endpoint_owned, bucket_owned) = (endpoint.clone(), bucket.to_string());
+    let backend: Arc<dyn Backend> =
+        runtime::block_on(async move { Ok(Arc::new(S3Backend::connect(&endpoint_owned, &bucket_owned).await)) })?;
+    clients().lock().insert(key, backend.clone());
+    Ok(backend)
+}
+
+impl Database {
+    /// The database `config` names, shared with the other connections of this process.
+    pub fn open(config: &Config) -> Result<Arc<Database>> {
+        let key = RegistryKey {
+            generation: runtime::generation(),
+            endpoint: config.endpoint.clone(),
+            location: config.location.clone(),
+        };
+        if let Some(database) = registry().lock().get(&key).and_then(Weak::upgrade) {
+            database.check_block_size(config)?;
+            return Ok(database);
+        }
+        let backend = s3_backend(&config.endpoint, &config.location.bucket)?;
+        let database = Database::with_backend(config, backend, RetryPolicy::default())?;
+        let mut registry = registry().lock();
+        registry.retain(|_, database| database.strong_count() > 0);
+        // Another thread may have opened it meanwhile: share that one.
+        if let Some(existing) = registry.get(&key).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        registry.insert(key, Arc::downgrade(&database));
+        Ok(database)
+    }
+
+    /// Opens the database on `backend`, loading its newest version (bounded requests).
+    pub fn with_backend(config: &Config, backend: Arc<dyn Backend>, retry: RetryPolicy) -> Result<Arc<Database>> {
+        let metrics = Arc::new(Metrics::default());
+        let metered: Arc<dyn Backend> =
+            Arc::new(MeteredBackend::new(backend, vec![metrics.clone(), process_metrics().clone()]));
+        let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(metered, retry));
+        let location = config.location.clone();
+        let loaded = {
+            let (backend, location) = (backend.clone(), location.clone());
+            runtime::block_on(log::load_latest(backend, location, None))?
+        };
+        let block_size = config.block_size.unwrap_or(crate::storage::BlockSize::DEFAULT);
+        let snapshot = loaded.unwrap_or_else(|| Arc::new(Snapshot::empty(block_size)));
+        let database = Arc::new(Database {
+            location,
+            cache_size: config.cache_size,
+            backend,
+            metrics,
+            cache: BlockCache::new(config.cache_size),
+            latest: Mutex::new(Latest { snapshot, checked: Instant::now() }),
+            locks: Mutex::new(LockTable::default()),
+        });
+        database.check_block_size(config)?;
+        Ok(database)
+    }
+
+    fn check_block_size(&self, config: &Config) -> Result<()> {
+        let snapshot = self.latest();
+        match config.block_size {
+            Some(asked) if snapshot.version.0 > 0 && asked != snapshot.block_size => Err(Error::Format(format!(
+                "block_size={} conflicts with {}, created with block_size={} (the block size is fixed when a \
+                 database is created; drop the parameter)",
+                asked.bytes(),
+                self.location.url(),
+                snapshot.block_size.bytes()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The newest version this process knows of, without asking the store.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.latest.lock().snapshot.clone()
+    }
+
+    /// The newest committed version: one LIST, unless the last check is younger than `staleness`.
+    pub fn refresh(&self, staleness: Duration) -> Result<Arc<Snapshot>> {
+        let known = {
+            let latest = self.latest.lock();
+            if !staleness.is_zero() && latest.checked.elapsed() < staleness {
+                return Ok(latest.snapshot.clone());
+            }
+            latest.snapshot.clone()
+        };
+        let (backend, location) = (self.backend.clone(), self.location.clone());
+        let loaded = runtime::block_on(log::load_latest(backend, location, Some(known.clone())))?;
+        let mut latest = self.latest.lock();
+        if let Some(snapshot) = loaded {
+            if snapshot.version > latest.snapshot.version {
+                latest.snapshot = snapshot;
+            }
+        }
+        latest.checked = Instant::now();
+        Ok(latest.snapshot.clone())
+    }
+
+    /// Records a version this process just committed.
+    pub fn published(&self, snapshot: Arc<Snapshot>) {
+        let mut latest = self.latest.lock();
+        if snapshot.version > latest.snapshot.version {
+            latest.snapshot = snapshot;
+            latest.checked = Instant::now();
+        }
+    }
+
+    /// Fetches blocks through the cache; misses are fetched concurrently and checked for length.
+    pub fn read_blocks(&self, wanted: &[(BlockKey, u64)]) -> Result<Vec<Bytes>> {
+        let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
+        let lengths: HashMap<BlockKey, u64> = wanted.iter().copied().collect();
+        self.cache.get_many(&keys, |missing| {
+            let fetches = missing.iter().map(|key| {
+                let backend = self.backend.clone();
+                let object = self.location.block_key(key.index, key.txid);
+                let expected = lengths.get(key).copied().unwrap_or_default();
+                async move {
+                    let data = backend.get(&object).await?.ok_or_else(|| Error::Corrupt {
+                        key: object.clone(),
+                        why: "block object is missing".into(),
+                    })?;
+                    if data.len() as u64 != expected {
+                        return Err(Error::Corrupt {
+                            key: object,
+                            why: format!("{} bytes, expected {expected}", data.len()),
+                        });
+                    }
+                    Ok::<Result<Bytes>, Error>(Ok(data))
+                }
+            });
+            let fetches: Vec<_> = fetches.collect();
+            runtime::block_on(async move { run_bounded(MAX_IN_FLIGHT, fetches).await })
+        })
+    }
+
+    pub fn remember_block(&self, key: BlockKey, data: Bytes) {
+        self.cache.insert(key, data);
+    }
+
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
+    pub fn stats(&self) -> DatabaseStats {
+        let snapshot = self.latest();
+        DatabaseStats {
+            bucket: self.location.bucket.clone(),
+            prefix: self.location.prefix.clone(),
+            version: snapshot.version.0,
+            size: snapshot.size,
+            block_size: snapshot.block_size.bytes(),
+            requests: self.metrics.snapshot(),
+            cache: self.cache.stats(),
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        self.latest().version
+    }
+}
