@@ -111,6 +111,11 @@ impl BlockCache {
         }
     }
 
+    /// The block if it is cached, without fetching or counting.
+    pub fn peek(&self, key: &BlockKey) -> Option<Bytes> {
+        self.state.lock().lru.peek(key).cloned()
+    }
+
     /// Adds a block this process just wrote.
     pub fn insert(&self, key: BlockKey, data: Bytes) {
         let mut state = self.state.lock();

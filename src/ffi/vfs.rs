@@ -33,6 +33,7 @@ const SQLITE_OPEN_SUPER_JOURNAL: c_int = 0x0000_4000;
 const SQLITE_OPEN_WAL: c_int = 0x0008_0000;
 const SQLITE_FCNTL_VFSNAME: c_int = 12;
 const SQLITE_FCNTL_PRAGMA: c_int = 14;
+const SQLITE_FCNTL_COMMIT_PHASETWO: c_int = 22;
 const SQLITE_IOCAP_POWERSAFE_OVERWRITE: c_int = 0x0000_1000;
 const SQLITE_IOCAP_SAFE_APPEND: c_int = 0x0000_0200;
 
@@ -413,6 +414,13 @@ unsafe extern "C" fn x_file_control(file: *mut sqlite3_file, op: c_int, argument
                 }
                 None => Ok(code::NOTFOUND),
             }
+        }
+        SQLITE_FCNTL_COMMIT_PHASETWO => {
+            // SQLite shrinks the file only after the commit ("it is safe to truncate the
+            // database file to its minimum required size"): publish that shrink too.
+            // SAFETY: a main database file opened by x_open.
+            unsafe { db_file(file) }.commit_shrink();
+            Ok(code::OK)
         }
         SQLITE_FCNTL_VFSNAME => {
             // SAFETY: the argument is a char** for a string from sqlite3_mprintf.

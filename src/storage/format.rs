@@ -75,7 +75,15 @@ fn parse_block_size(key: &str, bytes: u64) -> Result<BlockSize> {
     BlockSize::new(bytes).ok_or_else(|| corrupt(key, format!("bad block size {bytes}")))
 }
 
+/// Decodes an object after checking its format, so that a newer format is reported as such
+/// rather than as a malformed object.
 fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> Result<T> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        format: u32,
+    }
+    let versioned: Versioned = serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))?;
+    check_format(key, versioned.format)?;
     serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))
 }
 
@@ -105,7 +113,6 @@ impl CommitRecord {
 
     pub fn decode(key: &str, body: &[u8]) -> Result<ParsedRecord> {
         let raw: CommitRecord = decode(key, body)?;
-        check_format(key, raw.format)?;
         let mut changes = BTreeMap::new();
         for (index, txid) in &raw.changes {
             changes.insert(BlockIndex(*index), parse_txid(key, txid)?);
@@ -143,7 +150,6 @@ impl Checkpoint {
 
     pub fn decode(key: &str, body: &[u8]) -> Result<ParsedCheckpoint> {
         let raw: Checkpoint = decode(key, body)?;
-        check_format(key, raw.format)?;
         let block_size = parse_block_size(key, raw.block_size)?;
         let blocks = raw.blocks.iter().map(|txid| parse_txid(key, txid)).collect::<Result<Vec<_>>>()?;
         if blocks.len() as u64 != block_size.block_count(raw.size) {
@@ -160,7 +166,6 @@ impl Head {
 
     pub fn decode(key: &str, body: &[u8]) -> Result<Version> {
         let raw: Head = decode(key, body)?;
-        check_format(key, raw.format)?;
         Ok(Version(raw.version))
     }
 }
@@ -197,6 +202,9 @@ mod tests {
         future.format = 99;
         let error = CommitRecord::decode("k", &future.encode()).expect_err("must refuse");
         assert!(error.to_string().contains("format 99"), "{error}");
+        // A future format may have other fields: the format is still what is reported.
+        let error = CommitRecord::decode("k", br#"{"format":2,"other":1}"#).expect_err("must refuse");
+        assert!(error.to_string().contains("format 2"), "{error}");
     }
 
     #[test]

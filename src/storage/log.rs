@@ -250,3 +250,107 @@ pub async fn commit(backend: Arc<dyn Backend>, location: Location, transaction: 
     }
     Ok(Arc::new(snapshot))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::faulty::{Fault, FaultyBackend};
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::retry::{RetryPolicy, RetryingBackend};
+    use crate::runtime::block_on;
+    use std::time::Duration;
+
+    fn location() -> Location {
+        Location { bucket: "memory".into(), prefix: "db".into() }
+    }
+
+    fn transaction(parent: &Arc<Snapshot>, fill: u8) -> Transaction {
+        let block = Bytes::from(vec![fill; 512]);
+        Transaction {
+            parent: parent.clone(),
+            txid: TxId::random(),
+            size: 1024,
+            upload: vec![(BlockIndex(0), block.clone()), (BlockIndex(1), block)],
+            uploaded: BTreeSet::new(),
+        }
+    }
+
+    fn empty() -> Arc<Snapshot> {
+        Arc::new(Snapshot::empty(BlockSize::new(512).expect("valid")))
+    }
+
+    #[test]
+    fn two_writers_on_one_version_exactly_one_wins() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let parent = empty();
+        let first = block_on(commit(backend.clone(), location(), transaction(&parent, 1))).expect("first wins");
+        let second = block_on(commit(backend.clone(), location(), transaction(&parent, 2)));
+        assert!(matches!(second, Err(Error::Conflict { version: Version(1), .. })), "{second:?}");
+        let loaded = block_on(load_latest(backend, location(), None)).expect("loads").expect("exists");
+        assert_eq!(loaded.version, first.version);
+        assert_eq!(loaded.block_txid(BlockIndex(1)), first.block_txid(BlockIndex(1)));
+    }
+
+    #[test]
+    fn a_lost_commit_reply_is_not_a_lost_commit() {
+        let memory = Arc::new(MemoryBackend::new());
+        let faulty = Arc::new(FaultyBackend::new(memory.clone()));
+        faulty.inject("PUT If-None-Match", Fault::LoseReply);
+        let policy = RetryPolicy { budget: Duration::from_secs(5), ..RetryPolicy::default() };
+        let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty, policy));
+        let committed = block_on(commit(backend, location(), transaction(&empty(), 3))).expect("ours");
+        assert_eq!(committed.version, Version(1));
+        assert!(memory.object(&location().log_key(Version(1))).is_some());
+    }
+
+    #[test]
+    fn transient_failures_are_retried_then_reported_with_the_key() {
+        let memory = Arc::new(MemoryBackend::new());
+        let faulty = Arc::new(FaultyBackend::new(memory));
+        for _ in 0..3 {
+            faulty.inject("PUT", Fault::FailTransient);
+        }
+        let policy = RetryPolicy { budget: Duration::from_secs(5), ..RetryPolicy::default() };
+        let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty.clone(), policy));
+        block_on(commit(backend, location(), transaction(&empty(), 4))).expect("retries succeed");
+
+        let short = RetryPolicy { budget: Duration::from_millis(1), ..RetryPolicy::default() };
+        for _ in 0..3 {
+            faulty.inject("PUT", Fault::FailTransient);
+        }
+        let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty, short));
+        let parent = block_on(load_latest(backend.clone(), location(), None)).expect("loads").expect("exists");
+        let error = block_on(commit(backend, location(), transaction(&parent, 5))).expect_err("gives up");
+        let message = error.to_string();
+        assert!(message.contains("s3://memory/db/blocks/") && message.contains("503"), "{message}");
+    }
+
+    #[test]
+    fn opening_costs_bounded_requests_however_long_the_history() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let mut parent = empty();
+        for round in 0..(3 * CHECKPOINT_INTERVAL + 7) {
+            parent = block_on(commit(memory.clone(), location(), transaction(&parent, round as u8))).expect("commits");
+        }
+        let metrics = Arc::new(Metrics::default());
+        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
+        let loaded = block_on(load_latest(metered, location(), None)).expect("loads").expect("exists");
+        assert_eq!(loaded.version, parent.version);
+        // head, LIST, newest record, its checkpoint.
+        assert_eq!(metrics.snapshot().requests(), 4, "{:?}", metrics.snapshot());
+    }
+
+    #[test]
+    fn a_refresh_with_nothing_new_costs_one_list() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let parent = block_on(commit(memory.clone(), location(), transaction(&empty(), 1))).expect("commits");
+        let metrics = Arc::new(Metrics::default());
+        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
+        let same = block_on(load_latest(metered, location(), Some(parent.clone()))).expect("loads").expect("exists");
+        assert_eq!(same.version, parent.version);
+        assert_eq!(metrics.snapshot().list, 1);
+        assert_eq!(metrics.snapshot().requests(), 1);
+    }
+}

@@ -209,6 +209,11 @@ impl Database {
         })
     }
 
+    /// A block if this process has it cached; never fetches.
+    pub fn cached_block(&self, key: &BlockKey) -> Option<Bytes> {
+        self.cache.peek(key)
+    }
+
     pub fn remember_block(&self, key: BlockKey, data: Bytes) {
         self.cache.insert(key, data);
     }

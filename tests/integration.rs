@@ -1,0 +1,473 @@
+//! Integration tests: the built extension loaded into rusqlite's bundled SQLite, against the
+//! real local S3 server that `scripts/s3-server.sh` starts (its environment must be set:
+//! `eval "$(scripts/s3-server.sh env)"`, as `make test` does).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Once;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use serde_json::Value;
+
+fn library() -> PathBuf {
+    match std::env::var("S3VFS_LIB") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/libs3vfs"),
+    }
+}
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests through `make test`, which starts the local S3 server")
+}
+
+/// Loads the extension once per process; the VFS stays registered after that.
+fn load() {
+    static LOAD: Once = Once::new();
+    LOAD.call_once(|| {
+        let connection = Connection::open_in_memory().expect("memory db");
+        // SAFETY: loading the project's own extension, built by this repository.
+        unsafe {
+            let _guard = rusqlite::LoadExtensionGuard::new(&connection).expect("enable loading");
+            connection.load_extension(library(), None::<&str>).expect("load libs3vfs");
+        }
+    });
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    format!("it/{name}-{}-{nanos:x}.db", std::process::id())
+}
+
+fn uri(name: &str, parameters: &str) -> String {
+    if parameters.is_empty() {
+        format!("file:{name}?vfs=s3vfs")
+    } else {
+        format!("file:{name}?vfs=s3vfs&{parameters}")
+    }
+}
+
+fn open(name: &str, parameters: &str) -> Connection {
+    try_open(name, parameters).unwrap_or_else(|error| panic!("open {name}: {error}"))
+}
+
+fn try_open(name: &str, parameters: &str) -> rusqlite::Result<Connection> {
+    load();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
+    let connection = Connection::open_with_flags(uri(name, parameters), flags)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(connection)
+}
+
+/// The same database reached through another spelling of the endpoint: s3vfs then keeps a
+/// separate cache, snapshot and lock table, exactly as another process or host would.
+fn other_host() -> String {
+    let alias = endpoint().replace("127.0.0.1", "localhost");
+    assert_ne!(alias, endpoint(), "the endpoint must be given as 127.0.0.1");
+    format!("endpoint={alias}")
+}
+
+fn stats(connection: &Connection) -> Value {
+    let text: String = connection.query_row("SELECT s3vfs_stats()", [], |row| row.get(0)).expect("stats");
+    serde_json::from_str(&text).expect("stats is JSON")
+}
+
+fn requests(connection: &Connection) -> Value {
+    stats(connection)["database"]["requests"].clone()
+}
+
+fn delta(before: &Value, after: &Value, field: &str) -> u64 {
+    after[field].as_u64().expect("counter") - before[field].as_u64().expect("counter")
+}
+
+fn integrity(connection: &Connection) -> String {
+    connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("integrity_check")
+}
+
+fn fill(connection: &Connection, rows: i64, width: i64) {
+    connection
+        .execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO t(payload) SELECT randomblob({width}) FROM n;"
+        ))
+        .expect("fill");
+}
+
+fn count(connection: &Connection) -> i64 {
+    connection.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("count")
+}
+
+fn checksum(connection: &Connection) -> String {
+    connection
+        .query_row("SELECT hex(sha3_agg) FROM (SELECT group_concat(hex(payload)) AS sha3_agg FROM t)", [], |row| {
+            row.get::<_, Option<String>>(0)
+        })
+        .expect("checksum")
+        .unwrap_or_default()
+}
+
+fn sqlite_code(error: &rusqlite::Error) -> Option<(ErrorCode, i32)> {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some((failure.code, failure.extended_code)),
+        _ => None,
+    }
+}
+
+fn last_error(connection: &Connection) -> String {
+    connection
+        .query_row("SELECT s3vfs_last_error()", [], |row| row.get::<_, Option<String>>(0))
+        .expect("last error")
+        .unwrap_or_default()
+}
+
+#[test]
+fn round_trip_and_reopen_in_a_new_process() {
+    let name = unique("round-trip");
+    {
+        let connection = open(&name, "");
+        fill(&connection, 500, 100);
+        connection.execute("INSERT INTO t(payload) VALUES (x'cafe')", []).expect("insert");
+    }
+    let script = format!(
+        ".load {}\n.open '{}'\nSELECT count(*), hex(max(payload) FILTER (WHERE length(payload) = 2)) FROM t;\nPRAGMA integrity_check;\n",
+        library().display(),
+        uri(&name, "")
+    );
+    let output = Command::new("sqlite3")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("the sqlite3 CLI runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout, "501|CAFE\nok\n", "stderr: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn every_rollback_journal_mode_commits_and_wal_is_refused() {
+    for mode in ["delete", "truncate", "persist", "memory", "off"] {
+        let name = unique(&format!("journal-{mode}"));
+        {
+            let connection = open(&name, "");
+            let set: String =
+                connection.query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0)).expect("mode");
+            assert_eq!(set, mode);
+            fill(&connection, 300, 200);
+            connection.execute("DELETE FROM t WHERE id % 3 = 0", []).expect("delete");
+        }
+        let connection = open(&name, "");
+        assert_eq!(count(&connection), 200, "journal_mode={mode}");
+        assert_eq!(integrity(&connection), "ok", "journal_mode={mode}");
+    }
+    let connection = open(&unique("wal"), "");
+    fill(&connection, 10, 10);
+    let error = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0)).unwrap_err();
+    assert!(error.to_string().contains("WAL is not supported"), "{error}");
+    let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("mode");
+    assert_eq!(mode, "delete");
+    let error = connection.execute_batch("PRAGMA synchronous=OFF").unwrap_err();
+    assert!(error.to_string().contains("synchronous=OFF"), "{error}");
+}
+
+#[test]
+fn page_sizes_and_block_sizes() {
+    for (page_size, block_size) in [(512, 4096), (4096, 4096), (65536, 4096), (4096, 65536), (65536, 65536), (1024, 512)] {
+        let name = unique(&format!("page-{page_size}-block-{block_size}"));
+        let expected_checksum;
+        {
+            let connection = open(&name, &format!("block_size={block_size}"));
+            connection.execute_batch(&format!("PRAGMA page_size={page_size};")).expect("page size");
+            fill(&connection, 400, 300);
+            connection.execute("CREATE INDEX t_payload ON t(payload)", []).expect("index");
+            expected_checksum = checksum(&connection);
+        }
+        let connection = open(&name, "");
+        let actual: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("page size");
+        assert_eq!(actual, page_size);
+        assert_eq!(count(&connection), 400);
+        assert_eq!(checksum(&connection), expected_checksum);
+        assert_eq!(integrity(&connection), "ok");
+        assert_eq!(stats(&connection)["database"]["block_size"], block_size);
+    }
+}
+
+#[test]
+fn vacuum_shrinks_and_changes_the_page_size() {
+    let name = unique("vacuum");
+    let connection = open(&name, "block_size=4096");
+    fill(&connection, 2000, 500);
+    let before = stats(&connection)["database"]["size"].as_u64().expect("size");
+    connection.execute("DELETE FROM t WHERE id > 100", []).expect("delete");
+    connection.execute_batch("VACUUM").expect("vacuum");
+    let after = stats(&connection)["database"]["size"].as_u64().expect("size");
+    assert!(after * 5 < before, "VACUUM must shrink: {before} -> {after}");
+    connection.execute_batch("PRAGMA page_size=8192; VACUUM;").expect("vacuum to 8 KiB pages");
+    drop(connection);
+    let connection = open(&name, "");
+    let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("page size");
+    assert_eq!(page_size, 8192);
+    assert_eq!(count(&connection), 100);
+    assert_eq!(integrity(&connection), "ok");
+}
+
+#[test]
+fn rollback_restores_even_after_the_page_cache_spilled() {
+    let name = unique("rollback");
+    let connection = open(&name, "block_size=4096");
+    fill(&connection, 200, 100);
+    let version = stats(&connection)["version"].as_u64().expect("version");
+    let expected = checksum(&connection);
+    connection.execute_batch("BEGIN; DELETE FROM t WHERE id < 50; ROLLBACK;").expect("small rollback");
+    // A tiny page cache forces SQLite to write pages into the file before COMMIT.
+    connection.execute_batch("PRAGMA cache_size=5;").expect("cache size");
+    connection.execute_batch("BEGIN;").expect("begin");
+    fill(&connection, 3000, 400);
+    connection.execute("UPDATE t SET payload = x'00' WHERE id < 100", []).expect("update");
+    connection.execute_batch("ROLLBACK;").expect("rollback");
+    assert_eq!(checksum(&connection), expected);
+    assert_eq!(count(&connection), 200);
+    assert_eq!(stats(&connection)["version"].as_u64(), Some(version), "a rollback commits nothing");
+    drop(connection);
+    let connection = open(&name, "");
+    assert_eq!(checksum(&connection), expected);
+    assert_eq!(integrity(&connection), "ok");
+}
+
+#[test]
+fn two_hosts_commit_from_one_version_exactly_one_wins() {
+    let name = unique("conflict");
+    let first = open(&name, "");
+    first.execute_batch("CREATE TABLE counter(n); INSERT INTO counter VALUES (0);").expect("setup");
+    let second = open(&name, &other_host());
+    for round in 1..=3 {
+        first.execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;").expect("first writes");
+        second.execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;").expect("second writes");
+        first.execute_batch("COMMIT").expect("first commits");
+        let error = second.execute_batch("COMMIT").expect_err("second must lose");
+        let (code, extended) = sqlite_code(&error).expect("an SQLite error");
+        assert_eq!(code, ErrorCode::DatabaseBusy, "{error}");
+        assert_eq!(extended, 517, "SQLITE_BUSY_SNAPSHOT: {error}");
+        if !second.is_autocommit() {
+            second.execute_batch("ROLLBACK").expect("rollback after losing");
+        }
+        let n: i64 = second.query_row("SELECT n FROM counter", [], |row| row.get(0)).expect("read");
+        assert_eq!(n, round, "no lost and no doubled update");
+    }
+    // The loser retries and wins.
+    second.execute_batch("UPDATE counter SET n = n + 1").expect("retry");
+    let n: i64 = first.query_row("SELECT n FROM counter", [], |row| row.get(0)).expect("read");
+    assert_eq!(n, 4);
+    assert_eq!(integrity(&first), "ok");
+}
+
+#[test]
+fn another_host_sees_new_commits_at_its_next_transaction() {
+    let name = unique("freshness");
+    let reader = open(&name, "");
+    fill(&reader, 10, 10);
+    let writer = open(&name, &other_host());
+    assert_eq!(count(&reader), 10);
+    fill(&writer, 5, 10);
+    let before = requests(&reader);
+    assert_eq!(count(&reader), 15);
+    let after = requests(&reader);
+    assert!(delta(&before, &after, "list") <= 1, "{before} -> {after}");
+    // With nothing new, a read transaction costs one LIST and nothing else.
+    let before = requests(&reader);
+    assert_eq!(count(&reader), 15);
+    let after = requests(&reader);
+    assert_eq!(delta(&before, &after, "list"), 1);
+    assert_eq!(delta(&before, &after, "get"), 0);
+}
+
+#[test]
+fn a_database_larger_than_the_cache() {
+    let name = unique("large");
+    let connection = open(&name, "block_size=4096&cache_size=256k");
+    fill(&connection, 6000, 500);
+    let expected = checksum(&connection);
+    let database = &stats(&connection)["database"];
+    assert!(database["size"].as_u64().expect("size") > 3_000_000);
+    assert!(database["cache"]["bytes"].as_u64().expect("bytes") <= 256 * 1024, "{database}");
+    drop(connection);
+    let connection = open(&name, "cache_size=256k");
+    assert_eq!(checksum(&connection), expected);
+    assert_eq!(integrity(&connection), "ok");
+    let database = &stats(&connection)["database"];
+    assert!(database["cache"]["bytes"].as_u64().expect("bytes") <= 256 * 1024, "{database}");
+    assert!(database["cache"]["misses"].as_u64().expect("misses") > 700, "{database}");
+}
+
+#[test]
+fn request_counts_of_a_one_row_commit_and_a_cold_point_lookup() {
+    let name = unique("costs");
+    let connection = open(&name, "");
+    fill(&connection, 20_000, 100);
+    let before = requests(&connection);
+    connection.execute("INSERT INTO t(payload) VALUES (x'01')", []).expect("insert");
+    let after = requests(&connection);
+    let commit_requests = delta(&before, &after, "put") + delta(&before, &after, "put_if_absent");
+    let freshness = delta(&before, &after, "list");
+    eprintln!("one-row commit: {after} minus {before}");
+    assert_eq!(delta(&before, &after, "put_if_absent"), 1, "one commit record");
+    assert!(commit_requests <= 3, "block PUTs + commit record: {commit_requests}");
+    assert!(freshness <= 1);
+    assert_eq!(delta(&before, &after, "get"), 0, "a warm writer reads nothing");
+    drop(connection);
+
+    // A cold lookup from another host: open, then one point query.
+    let cold = open(&name, &other_host());
+    let opened = requests(&cold);
+    let payload: Vec<u8> = cold.query_row("SELECT payload FROM t WHERE id = 12345", [], |row| row.get(0)).expect("lookup");
+    assert_eq!(payload.len(), 100);
+    let looked = requests(&cold);
+    let gets = delta(&opened, &looked, "get");
+    eprintln!("cold open: {opened}; cold point lookup: {gets} GETs, {} LISTs", delta(&opened, &looked, "list"));
+    // Opening: head, LIST, newest record, its checkpoint; then the first read transaction
+    // (the schema): one LIST and block 0.
+    assert!(opened["get"].as_u64().expect("gets") + opened["list"].as_u64().expect("lists") <= 6, "{opened}");
+    // B-tree depth of a 20k-row table is 2-3 pages; with 64 KiB blocks they share objects.
+    assert!(gets <= 4, "cold lookup fetched {gets} blocks");
+}
+
+#[test]
+fn works_when_the_host_program_runs_its_own_tokio_runtime() {
+    let name = unique("host-runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("host");
+    let total: i64 = runtime.block_on(async move {
+        let inside = {
+            let connection = open(&name, "");
+            fill(&connection, 100, 10);
+            count(&connection)
+        };
+        let name_for_task = name.clone();
+        let blocking = tokio::task::spawn_blocking(move || count(&open(&name_for_task, ""))).await.expect("task");
+        let spawned = tokio::spawn(async move { count(&open(&name, "")) }).await.expect("task");
+        inside + blocking + spawned
+    });
+    assert_eq!(total, 300);
+}
+
+#[test]
+fn bad_uri_parameters_fail_the_open_with_a_message() {
+    for (parameters, expected) in [
+        ("colour=blue", "unknown URI parameter \"colour\""),
+        ("block_size=1000", "block_size"),
+        ("cache_size=lots", "cache_size"),
+        ("staleness=soon", "staleness"),
+        ("endpoint=localhost:1", "endpoint"),
+    ] {
+        let error = try_open(&unique("bad"), parameters).map(|_| ()).expect_err(parameters);
+        assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen), "{parameters}: {error}");
+        let probe = Connection::open_in_memory().expect("memory");
+        let message = last_error(&probe);
+        assert!(message.contains(expected), "{parameters}: {message}");
+    }
+}
+
+#[test]
+fn a_missing_bucket_is_named() {
+    let error = try_open(&unique("nobucket"), "bucket=s3vfs-no-such-bucket").map(|_| ()).expect_err("must fail");
+    assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    let message = last_error(&Connection::open_in_memory().expect("memory"));
+    assert!(message.contains("s3vfs-no-such-bucket") && message.contains("does not exist"), "{message}");
+}
+
+#[test]
+fn bad_credentials_are_refused_with_a_message() {
+    let script = format!(".load {}\n.open '{}'\nSELECT 1;\n", library().display(), uri(&unique("creds"), ""));
+    let output = Command::new("sqlite3")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("the sqlite3 CLI runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("403") && stderr.contains("AWS_SECRET_ACCESS_KEY"), "{stderr}");
+    assert!(stderr.contains("unable to open database"), "{stderr}");
+}
+
+#[test]
+fn a_conflicting_block_size_is_refused_and_changes_nothing() {
+    let name = unique("blocksize");
+    fill(&open(&name, "block_size=4096"), 10, 10);
+    let error = try_open(&name, "block_size=8192").map(|_| ()).expect_err("must fail");
+    assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    let message = last_error(&Connection::open_in_memory().expect("memory"));
+    assert!(message.contains("block_size=8192") && message.contains("block_size=4096"), "{message}");
+    assert_eq!(count(&open(&name, "block_size=4096")), 10);
+}
+
+/// A plain S3 client on the test server, for tampering with objects behind s3vfs's back.
+fn s3<T>(work: impl AsyncFnOnce(aws_sdk_s3::Client, String) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
+        let bucket = std::env::var("S3VFS_BUCKET").expect("S3VFS_BUCKET");
+        work(aws_sdk_s3::Client::from_conf(config), bucket).await
+    })
+}
+
+fn put(key: &str, body: &'static [u8]) {
+    s3(async |client, bucket| {
+        client.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put");
+    });
+}
+
+fn keys(prefix: &str) -> Vec<String> {
+    s3(async |client, bucket| {
+        let page = client.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
+        page.contents().iter().filter_map(|object| object.key().map(str::to_string)).collect()
+    })
+}
+
+#[test]
+fn a_corrupt_block_is_an_error_not_wrong_data() {
+    let name = unique("corrupt");
+    fill(&open(&name, "block_size=4096"), 200, 100);
+    let blocks = keys(&format!("{name}/blocks/"));
+    assert!(blocks.len() > 3, "{blocks:?}");
+    // Block 0 holds the header SQLite reads when it opens; spoil the others.
+    for key in blocks.iter().filter(|key| !key.contains("/blocks/0000000000/")) {
+        put(key, b"garbage");
+    }
+    let connection = open(&name, &other_host());
+    let error = connection.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0)).expect_err("must fail");
+    assert_eq!(sqlite_code(&error).map(|code| code.1), Some(10 | (32 << 8)), "SQLITE_IOERR_DATA: {error}");
+    let message = last_error(&connection);
+    assert!(message.contains("corrupt object") && message.contains("/blocks/"), "{message}");
+}
+
+#[test]
+fn an_unknown_format_version_is_refused() {
+    let name = unique("format");
+    fill(&open(&name, ""), 3, 3);
+    put(&format!("{name}/log/{:020}", 2), br#"{"format":99,"version":2}"#);
+    let error = try_open(&name, &other_host()).map(|_| ()).expect_err("must fail");
+    assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    let message = last_error(&Connection::open_in_memory().expect("memory"));
+    assert!(message.contains("format 99"), "{message}");
+}
+
+#[test]
+fn the_function_list_is_exactly_ours() {
+    let connection = open(&unique("functions"), "");
+    let mut statement = connection
+        .prepare("SELECT DISTINCT name FROM pragma_function_list WHERE name LIKE 's3vfs%' ORDER BY name")
+        .expect("prepare");
+    let names: Vec<String> = statement.query_map([], |row| row.get(0)).expect("query").map(|row| row.expect("row")).collect();
+    assert_eq!(names, ["s3vfs_last_error", "s3vfs_stats", "s3vfs_version"]);
+}
