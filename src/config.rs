@@ -11,11 +11,26 @@ use crate::storage::{BlockSize, Location};
 pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
 
 /// URI parameters SQLite itself understands; s3vfs accepts and leaves them to SQLite.
-const SQLITE_PARAMETERS: &[&str] = &["vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"];
+const SQLITE_PARAMETERS: &[&str] = &[
+    "vfs",
+    "mode",
+    "cache",
+    "psow",
+    "nolock",
+    "immutable",
+    "modeof",
+];
 
 /// Parameters of s3vfs, as documented in README.md.
-pub const PARAMETERS: &[&str] =
-    &["bucket", "endpoint", "region", "path_style", "block_size", "cache_size", "staleness"];
+pub const PARAMETERS: &[&str] = &[
+    "bucket",
+    "endpoint",
+    "region",
+    "path_style",
+    "block_size",
+    "cache_size",
+    "staleness",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -32,7 +47,9 @@ pub struct Config {
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
 pub fn parse_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits.parse().ok()?;
     let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -52,7 +69,11 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return seconds.parse().ok().map(Duration::from_millis);
     }
     if let Some(seconds) = text.strip_suffix('s') {
-        return seconds.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64);
+        return seconds
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
     }
     text.parse().ok().map(Duration::from_millis)
 }
@@ -66,7 +87,9 @@ fn parse_bool(text: &str) -> Option<bool> {
 }
 
 fn malformed(name: &str, value: &str, expected: &str) -> Error {
-    Error::Config(format!("URI parameter {name}={value:?} is malformed: expected {expected}"))
+    Error::Config(format!(
+        "URI parameter {name}={value:?} is malformed: expected {expected}"
+    ))
 }
 
 impl Config {
@@ -90,10 +113,12 @@ impl Config {
                 "endpoint" => endpoint_url = Some(value.clone()),
                 "region" => region = Some(value.clone()),
                 "path_style" => {
-                    path_style = Some(parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?)
+                    path_style =
+                        Some(parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?)
                 }
                 "block_size" => {
-                    let bytes = parse_bytes(value).ok_or_else(|| malformed(name, value, "a size such as 65536 or 64k"))?;
+                    let bytes = parse_bytes(value)
+                        .ok_or_else(|| malformed(name, value, "a size such as 65536 or 64k"))?;
                     block_size = Some(BlockSize::new(bytes).ok_or_else(|| {
                         malformed(name, value, "a power of two from 512 bytes to 16 MiB")
                     })?);
@@ -103,8 +128,9 @@ impl Config {
                         .ok_or_else(|| malformed(name, value, "a size such as 67108864 or 64M"))?;
                 }
                 "staleness" => {
-                    staleness = parse_duration(value)
-                        .ok_or_else(|| malformed(name, value, "a duration such as 0, 500ms or 2s"))?;
+                    staleness = parse_duration(value).ok_or_else(|| {
+                        malformed(name, value, "a duration such as 0, 500ms or 2s")
+                    })?;
                 }
                 other if SQLITE_PARAMETERS.contains(&other) => {}
                 other => {
@@ -115,15 +141,27 @@ impl Config {
                 }
             }
         }
-        let bucket = bucket.or_else(|| env("S3VFS_BUCKET")).filter(|bucket| !bucket.is_empty()).ok_or_else(|| {
-            Error::Config("no bucket: add ?bucket=NAME to the URI or set S3VFS_BUCKET".into())
-        })?;
+        let bucket = bucket
+            .or_else(|| env("S3VFS_BUCKET"))
+            .filter(|bucket| !bucket.is_empty())
+            .ok_or_else(|| {
+                Error::Config("no bucket: add ?bucket=NAME to the URI or set S3VFS_BUCKET".into())
+            })?;
         if bucket.contains('/') || bucket.chars().any(char::is_whitespace) {
-            return Err(malformed("bucket", &bucket, "a bucket name without '/' or spaces"));
+            return Err(malformed(
+                "bucket",
+                &bucket,
+                "a bucket name without '/' or spaces",
+            ));
         }
-        let prefix = path.trim_start_matches('/').trim_end_matches('/').to_string();
+        let prefix = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string();
         if prefix.is_empty() {
-            return Err(Error::Config("the database path is empty: name the database, as in file:shop.db".into()));
+            return Err(Error::Config(
+                "the database path is empty: name the database, as in file:shop.db".into(),
+            ));
         }
         let endpoint_url = endpoint_url
             .or_else(|| env("AWS_ENDPOINT_URL_S3"))
@@ -131,14 +169,22 @@ impl Config {
             .filter(|url| !url.is_empty());
         if let Some(url) = &endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(malformed("endpoint", url, "a URL starting with http:// or https://"));
+                return Err(malformed(
+                    "endpoint",
+                    url,
+                    "a URL starting with http:// or https://",
+                ));
             }
         }
         // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing.
         let path_style = path_style.unwrap_or(endpoint_url.is_some());
         Ok(Config {
             location: Location { bucket, prefix },
-            endpoint: Endpoint { url: endpoint_url, region, path_style },
+            endpoint: Endpoint {
+                url: endpoint_url,
+                region,
+                path_style,
+            },
             block_size,
             cache_size,
             staleness,
@@ -151,7 +197,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn no_env(_: &str) -> Option<String> {
@@ -161,8 +210,12 @@ mod tests {
     #[test]
     fn uri_parameters_win_over_environment() {
         let env = |name: &str| (name == "S3VFS_BUCKET").then(|| "from-env".to_string());
-        let config = Config::parse("/shop.db", &params(&[("bucket", "acme"), ("block_size", "4k")]), env)
-            .expect("valid");
+        let config = Config::parse(
+            "/shop.db",
+            &params(&[("bucket", "acme"), ("block_size", "4k")]),
+            env,
+        )
+        .expect("valid");
         assert_eq!(config.location.bucket, "acme");
         assert_eq!(config.location.prefix, "shop.db");
         assert_eq!(config.block_size, BlockSize::new(4096));
@@ -173,15 +226,31 @@ mod tests {
 
     #[test]
     fn errors_name_the_parameter() {
-        let error = Config::parse("x", &params(&[("bucket", "b"), ("blok_size", "1")]), no_env).unwrap_err();
+        let error = Config::parse("x", &params(&[("bucket", "b"), ("blok_size", "1")]), no_env)
+            .unwrap_err();
         assert!(error.to_string().contains("blok_size"), "{error}");
-        let error = Config::parse("x", &params(&[("bucket", "b"), ("block_size", "1000")]), no_env).unwrap_err();
+        let error = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("block_size", "1000")]),
+            no_env,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("block_size"), "{error}");
-        let error = Config::parse("x", &params(&[("bucket", "b"), ("cache_size", "lots")]), no_env).unwrap_err();
+        let error = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("cache_size", "lots")]),
+            no_env,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("cache_size"), "{error}");
         let error = Config::parse("x", &[], no_env).unwrap_err();
         assert!(error.to_string().contains("S3VFS_BUCKET"), "{error}");
-        let error = Config::parse("x", &params(&[("bucket", "b"), ("endpoint", "localhost:9")]), no_env).unwrap_err();
+        let error = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("endpoint", "localhost:9")]),
+            no_env,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("endpoint"), "{error}");
     }
 
@@ -189,7 +258,11 @@ mod tests {
     fn sqlite_parameters_pass_through_and_endpoints_get_path_style() {
         let config = Config::parse(
             "db",
-            &params(&[("bucket", "b"), ("mode", "ro"), ("endpoint", "http://127.0.0.1:9000")]),
+            &params(&[
+                ("bucket", "b"),
+                ("mode", "ro"),
+                ("endpoint", "http://127.0.0.1:9000"),
+            ]),
             no_env,
         )
         .expect("valid");

@@ -41,7 +41,11 @@ pub enum Error {
     /// The object store failed, after retries where retrying made sense.
     Backend(BackendError),
     /// Another writer committed the version this transaction wanted to create.
-    Conflict { bucket: String, prefix: String, version: Version },
+    Conflict {
+        bucket: String,
+        prefix: String,
+        version: Version,
+    },
     /// An object exists but its content is not what s3vfs wrote.
     Corrupt { key: String, why: String },
     /// The stored format cannot be used as asked (unknown format, conflicting block size).
@@ -109,7 +113,11 @@ impl fmt::Display for Error {
         match self {
             Error::Config(message) => write!(f, "s3vfs: {message}"),
             Error::Backend(backend) => write!(f, "s3vfs: {backend}"),
-            Error::Conflict { bucket, prefix, version } => write!(
+            Error::Conflict {
+                bucket,
+                prefix,
+                version,
+            } => write!(
                 f,
                 "s3vfs: s3://{bucket}/{prefix}: another writer committed version {} first; \
                  this transaction was rolled back, retry it",

@@ -79,8 +79,13 @@ mod tests {
 
     #[test]
     fn bridge_works_inside_a_host_runtime() {
-        let host = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("host runtime");
-        let value = host.block_on(async { block_on(async { Ok(7) }) }).expect("runs");
+        let host = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("host runtime");
+        let value = host
+            .block_on(async { block_on(async { Ok(7) }) })
+            .expect("runs");
         assert_eq!(value, 7);
     }
 }

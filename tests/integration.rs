@@ -29,13 +29,18 @@ fn load() {
         // SAFETY: loading the project's own extension, built by this repository.
         unsafe {
             let _guard = rusqlite::LoadExtensionGuard::new(&connection).expect("enable loading");
-            connection.load_extension(library(), None::<&str>).expect("load libs3vfs");
+            connection
+                .load_extension(library(), None::<&str>)
+                .expect("load libs3vfs");
         }
     });
 }
 
 fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
     format!("it/{name}-{}-{nanos:x}.db", std::process::id())
 }
 
@@ -53,7 +58,9 @@ fn open(name: &str, parameters: &str) -> Connection {
 
 fn try_open(name: &str, parameters: &str) -> rusqlite::Result<Connection> {
     load();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI;
     let connection = Connection::open_with_flags(uri(name, parameters), flags)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(connection)
@@ -68,7 +75,9 @@ fn other_host() -> String {
 }
 
 fn stats(connection: &Connection) -> Value {
-    let text: String = connection.query_row("SELECT s3vfs_stats()", [], |row| row.get(0)).expect("stats");
+    let text: String = connection
+        .query_row("SELECT s3vfs_stats()", [], |row| row.get(0))
+        .expect("stats");
     serde_json::from_str(&text).expect("stats is JSON")
 }
 
@@ -81,7 +90,9 @@ fn delta(before: &Value, after: &Value, field: &str) -> u64 {
 }
 
 fn integrity(connection: &Connection) -> String {
-    connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("integrity_check")
+    connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity_check")
 }
 
 fn fill(connection: &Connection, rows: i64, width: i64) {
@@ -95,14 +106,18 @@ fn fill(connection: &Connection, rows: i64, width: i64) {
 }
 
 fn count(connection: &Connection) -> i64 {
-    connection.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("count")
+    connection
+        .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+        .expect("count")
 }
 
 fn checksum(connection: &Connection) -> String {
     connection
-        .query_row("SELECT hex(sha3_agg) FROM (SELECT group_concat(hex(payload)) AS sha3_agg FROM t)", [], |row| {
-            row.get::<_, Option<String>>(0)
-        })
+        .query_row(
+            "SELECT hex(sha3_agg) FROM (SELECT group_concat(hex(payload)) AS sha3_agg FROM t)",
+            [],
+            |row| row.get::<_, Option<String>>(0),
+        )
         .expect("checksum")
         .unwrap_or_default()
 }
@@ -116,7 +131,9 @@ fn sqlite_code(error: &rusqlite::Error) -> Option<(ErrorCode, i32)> {
 
 fn last_error(connection: &Connection) -> String {
     connection
-        .query_row("SELECT s3vfs_last_error()", [], |row| row.get::<_, Option<String>>(0))
+        .query_row("SELECT s3vfs_last_error()", [], |row| {
+            row.get::<_, Option<String>>(0)
+        })
         .expect("last error")
         .unwrap_or_default()
 }
@@ -127,7 +144,9 @@ fn round_trip_and_reopen_in_a_new_process() {
     {
         let connection = open(&name, "");
         fill(&connection, 500, 100);
-        connection.execute("INSERT INTO t(payload) VALUES (x'cafe')", []).expect("insert");
+        connection
+            .execute("INSERT INTO t(payload) VALUES (x'cafe')", [])
+            .expect("insert");
     }
     let script = format!(
         ".load {}\n.open '{}'\nSELECT count(*), hex(max(payload) FILTER (WHERE length(payload) = 2)) FROM t;\nPRAGMA integrity_check;\n",
@@ -141,12 +160,21 @@ fn round_trip_and_reopen_in_a_new_process() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
             child.wait_with_output()
         })
         .expect("the sqlite3 CLI runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout, "501|CAFE\nok\n", "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        stdout,
+        "501|CAFE\nok\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -155,11 +183,14 @@ fn every_rollback_journal_mode_commits_and_wal_is_refused() {
         let name = unique(&format!("journal-{mode}"));
         {
             let connection = open(&name, "");
-            let set: String =
-                connection.query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0)).expect("mode");
+            let set: String = connection
+                .query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0))
+                .expect("mode");
             assert_eq!(set, mode);
             fill(&connection, 300, 200);
-            connection.execute("DELETE FROM t WHERE id % 3 = 0", []).expect("delete");
+            connection
+                .execute("DELETE FROM t WHERE id % 3 = 0", [])
+                .expect("delete");
         }
         let connection = open(&name, "");
         assert_eq!(count(&connection), 200, "journal_mode={mode}");
@@ -167,28 +198,50 @@ fn every_rollback_journal_mode_commits_and_wal_is_refused() {
     }
     let connection = open(&unique("wal"), "");
     fill(&connection, 10, 10);
-    let error = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0)).unwrap_err();
-    assert!(error.to_string().contains("WAL is not supported"), "{error}");
-    let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("mode");
+    let error = connection
+        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("WAL is not supported"),
+        "{error}"
+    );
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("mode");
     assert_eq!(mode, "delete");
-    let error = connection.execute_batch("PRAGMA synchronous=OFF").unwrap_err();
+    let error = connection
+        .execute_batch("PRAGMA synchronous=OFF")
+        .unwrap_err();
     assert!(error.to_string().contains("synchronous=OFF"), "{error}");
 }
 
 #[test]
 fn page_sizes_and_block_sizes() {
-    for (page_size, block_size) in [(512, 4096), (4096, 4096), (65536, 4096), (4096, 65536), (65536, 65536), (1024, 512)] {
+    for (page_size, block_size) in [
+        (512, 4096),
+        (4096, 4096),
+        (65536, 4096),
+        (4096, 65536),
+        (65536, 65536),
+        (1024, 512),
+    ] {
         let name = unique(&format!("page-{page_size}-block-{block_size}"));
         let expected_checksum;
         {
             let connection = open(&name, &format!("block_size={block_size}"));
-            connection.execute_batch(&format!("PRAGMA page_size={page_size};")).expect("page size");
+            connection
+                .execute_batch(&format!("PRAGMA page_size={page_size};"))
+                .expect("page size");
             fill(&connection, 400, 300);
-            connection.execute("CREATE INDEX t_payload ON t(payload)", []).expect("index");
+            connection
+                .execute("CREATE INDEX t_payload ON t(payload)", [])
+                .expect("index");
             expected_checksum = checksum(&connection);
         }
         let connection = open(&name, "");
-        let actual: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("page size");
+        let actual: i64 = connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .expect("page size");
         assert_eq!(actual, page_size);
         assert_eq!(count(&connection), 400);
         assert_eq!(checksum(&connection), expected_checksum);
@@ -202,15 +255,28 @@ fn vacuum_shrinks_and_changes_the_page_size() {
     let name = unique("vacuum");
     let connection = open(&name, "block_size=4096");
     fill(&connection, 2000, 500);
-    let before = stats(&connection)["database"]["size"].as_u64().expect("size");
-    connection.execute("DELETE FROM t WHERE id > 100", []).expect("delete");
+    let before = stats(&connection)["database"]["size"]
+        .as_u64()
+        .expect("size");
+    connection
+        .execute("DELETE FROM t WHERE id > 100", [])
+        .expect("delete");
     connection.execute_batch("VACUUM").expect("vacuum");
-    let after = stats(&connection)["database"]["size"].as_u64().expect("size");
-    assert!(after * 5 < before, "VACUUM must shrink: {before} -> {after}");
-    connection.execute_batch("PRAGMA page_size=8192; VACUUM;").expect("vacuum to 8 KiB pages");
+    let after = stats(&connection)["database"]["size"]
+        .as_u64()
+        .expect("size");
+    assert!(
+        after * 5 < before,
+        "VACUUM must shrink: {before} -> {after}"
+    );
+    connection
+        .execute_batch("PRAGMA page_size=8192; VACUUM;")
+        .expect("vacuum to 8 KiB pages");
     drop(connection);
     let connection = open(&name, "");
-    let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("page size");
+    let page_size: i64 = connection
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .expect("page size");
     assert_eq!(page_size, 8192);
     assert_eq!(count(&connection), 100);
     assert_eq!(integrity(&connection), "ok");
@@ -223,16 +289,26 @@ fn rollback_restores_even_after_the_page_cache_spilled() {
     fill(&connection, 200, 100);
     let version = stats(&connection)["version"].as_u64().expect("version");
     let expected = checksum(&connection);
-    connection.execute_batch("BEGIN; DELETE FROM t WHERE id < 50; ROLLBACK;").expect("small rollback");
+    connection
+        .execute_batch("BEGIN; DELETE FROM t WHERE id < 50; ROLLBACK;")
+        .expect("small rollback");
     // A tiny page cache forces SQLite to write pages into the file before COMMIT.
-    connection.execute_batch("PRAGMA cache_size=5;").expect("cache size");
+    connection
+        .execute_batch("PRAGMA cache_size=5;")
+        .expect("cache size");
     connection.execute_batch("BEGIN;").expect("begin");
     fill(&connection, 3000, 400);
-    connection.execute("UPDATE t SET payload = x'00' WHERE id < 100", []).expect("update");
+    connection
+        .execute("UPDATE t SET payload = x'00' WHERE id < 100", [])
+        .expect("update");
     connection.execute_batch("ROLLBACK;").expect("rollback");
     assert_eq!(checksum(&connection), expected);
     assert_eq!(count(&connection), 200);
-    assert_eq!(stats(&connection)["version"].as_u64(), Some(version), "a rollback commits nothing");
+    assert_eq!(
+        stats(&connection)["version"].as_u64(),
+        Some(version),
+        "a rollback commits nothing"
+    );
     drop(connection);
     let connection = open(&name, "");
     assert_eq!(checksum(&connection), expected);
@@ -243,25 +319,41 @@ fn rollback_restores_even_after_the_page_cache_spilled() {
 fn two_hosts_commit_from_one_version_exactly_one_wins() {
     let name = unique("conflict");
     let first = open(&name, "");
-    first.execute_batch("CREATE TABLE counter(n); INSERT INTO counter VALUES (0);").expect("setup");
+    first
+        .execute_batch("CREATE TABLE counter(n); INSERT INTO counter VALUES (0);")
+        .expect("setup");
     let second = open(&name, &other_host());
     for round in 1..=3 {
-        first.execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;").expect("first writes");
-        second.execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;").expect("second writes");
+        first
+            .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
+            .expect("first writes");
+        second
+            .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
+            .expect("second writes");
         first.execute_batch("COMMIT").expect("first commits");
-        let error = second.execute_batch("COMMIT").expect_err("second must lose");
+        let error = second
+            .execute_batch("COMMIT")
+            .expect_err("second must lose");
         let (code, extended) = sqlite_code(&error).expect("an SQLite error");
         assert_eq!(code, ErrorCode::DatabaseBusy, "{error}");
         assert_eq!(extended, 517, "SQLITE_BUSY_SNAPSHOT: {error}");
         if !second.is_autocommit() {
-            second.execute_batch("ROLLBACK").expect("rollback after losing");
+            second
+                .execute_batch("ROLLBACK")
+                .expect("rollback after losing");
         }
-        let n: i64 = second.query_row("SELECT n FROM counter", [], |row| row.get(0)).expect("read");
+        let n: i64 = second
+            .query_row("SELECT n FROM counter", [], |row| row.get(0))
+            .expect("read");
         assert_eq!(n, round, "no lost and no doubled update");
     }
     // The loser retries and wins.
-    second.execute_batch("UPDATE counter SET n = n + 1").expect("retry");
-    let n: i64 = first.query_row("SELECT n FROM counter", [], |row| row.get(0)).expect("read");
+    second
+        .execute_batch("UPDATE counter SET n = n + 1")
+        .expect("retry");
+    let n: i64 = first
+        .query_row("SELECT n FROM counter", [], |row| row.get(0))
+        .expect("read");
     assert_eq!(n, 4);
     assert_eq!(integrity(&first), "ok");
 }
@@ -294,14 +386,23 @@ fn a_database_larger_than_the_cache() {
     let expected = checksum(&connection);
     let database = &stats(&connection)["database"];
     assert!(database["size"].as_u64().expect("size") > 3_000_000);
-    assert!(database["cache"]["bytes"].as_u64().expect("bytes") <= 256 * 1024, "{database}");
+    assert!(
+        database["cache"]["bytes"].as_u64().expect("bytes") <= 256 * 1024,
+        "{database}"
+    );
     drop(connection);
     let connection = open(&name, "cache_size=256k");
     assert_eq!(checksum(&connection), expected);
     assert_eq!(integrity(&connection), "ok");
     let database = &stats(&connection)["database"];
-    assert!(database["cache"]["bytes"].as_u64().expect("bytes") <= 256 * 1024, "{database}");
-    assert!(database["cache"]["misses"].as_u64().expect("misses") > 700, "{database}");
+    assert!(
+        database["cache"]["bytes"].as_u64().expect("bytes") <= 256 * 1024,
+        "{database}"
+    );
+    assert!(
+        database["cache"]["misses"].as_u64().expect("misses") > 700,
+        "{database}"
+    );
 }
 
 #[test]
@@ -310,28 +411,51 @@ fn request_counts_of_a_one_row_commit_and_a_cold_point_lookup() {
     let connection = open(&name, "");
     fill(&connection, 20_000, 100);
     let before = requests(&connection);
-    connection.execute("INSERT INTO t(payload) VALUES (x'01')", []).expect("insert");
+    connection
+        .execute("INSERT INTO t(payload) VALUES (x'01')", [])
+        .expect("insert");
     let after = requests(&connection);
     let commit_requests = delta(&before, &after, "put") + delta(&before, &after, "put_if_absent");
     let freshness = delta(&before, &after, "list");
     eprintln!("one-row commit: {after} minus {before}");
-    assert_eq!(delta(&before, &after, "put_if_absent"), 1, "one commit record");
-    assert!(commit_requests <= 3, "block PUTs + commit record: {commit_requests}");
+    assert_eq!(
+        delta(&before, &after, "put_if_absent"),
+        1,
+        "one commit record"
+    );
+    assert!(
+        commit_requests <= 3,
+        "block PUTs + commit record: {commit_requests}"
+    );
     assert!(freshness <= 1);
-    assert_eq!(delta(&before, &after, "get"), 0, "a warm writer reads nothing");
+    assert_eq!(
+        delta(&before, &after, "get"),
+        0,
+        "a warm writer reads nothing"
+    );
     drop(connection);
 
     // A cold lookup from another host: open, then one point query.
     let cold = open(&name, &other_host());
     let opened = requests(&cold);
-    let payload: Vec<u8> = cold.query_row("SELECT payload FROM t WHERE id = 12345", [], |row| row.get(0)).expect("lookup");
+    let payload: Vec<u8> = cold
+        .query_row("SELECT payload FROM t WHERE id = 12345", [], |row| {
+            row.get(0)
+        })
+        .expect("lookup");
     assert_eq!(payload.len(), 100);
     let looked = requests(&cold);
     let gets = delta(&opened, &looked, "get");
-    eprintln!("cold open: {opened}; cold point lookup: {gets} GETs, {} LISTs", delta(&opened, &looked, "list"));
+    eprintln!(
+        "cold open: {opened}; cold point lookup: {gets} GETs, {} LISTs",
+        delta(&opened, &looked, "list")
+    );
     // Opening: head, LIST, newest record, its checkpoint; then the first read transaction
     // (the schema): one LIST and block 0.
-    assert!(opened["get"].as_u64().expect("gets") + opened["list"].as_u64().expect("lists") <= 6, "{opened}");
+    assert!(
+        opened["get"].as_u64().expect("gets") + opened["list"].as_u64().expect("lists") <= 6,
+        "{opened}"
+    );
     // B-tree depth of a 20k-row table is 2-3 pages; with 64 KiB blocks they share objects.
     assert!(gets <= 4, "cold lookup fetched {gets} blocks");
 }
@@ -339,7 +463,11 @@ fn request_counts_of_a_one_row_commit_and_a_cold_point_lookup() {
 #[test]
 fn works_when_the_host_program_runs_its_own_tokio_runtime() {
     let name = unique("host-runtime");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("host");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("host");
     let total: i64 = runtime.block_on(async move {
         let inside = {
             let connection = open(&name, "");
@@ -347,8 +475,12 @@ fn works_when_the_host_program_runs_its_own_tokio_runtime() {
             count(&connection)
         };
         let name_for_task = name.clone();
-        let blocking = tokio::task::spawn_blocking(move || count(&open(&name_for_task, ""))).await.expect("task");
-        let spawned = tokio::spawn(async move { count(&open(&name, "")) }).await.expect("task");
+        let blocking = tokio::task::spawn_blocking(move || count(&open(&name_for_task, "")))
+            .await
+            .expect("task");
+        let spawned = tokio::spawn(async move { count(&open(&name, "")) })
+            .await
+            .expect("task");
         inside + blocking + spawned
     });
     assert_eq!(total, 300);
@@ -363,8 +495,14 @@ fn bad_uri_parameters_fail_the_open_with_a_message() {
         ("staleness=soon", "staleness"),
         ("endpoint=localhost:1", "endpoint"),
     ] {
-        let error = try_open(&unique("bad"), parameters).map(|_| ()).expect_err(parameters);
-        assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen), "{parameters}: {error}");
+        let error = try_open(&unique("bad"), parameters)
+            .map(|_| ())
+            .expect_err(parameters);
+        assert_eq!(
+            sqlite_code(&error).map(|code| code.0),
+            Some(ErrorCode::CannotOpen),
+            "{parameters}: {error}"
+        );
         let probe = Connection::open_in_memory().expect("memory");
         let message = last_error(&probe);
         assert!(message.contains(expected), "{parameters}: {message}");
@@ -373,15 +511,27 @@ fn bad_uri_parameters_fail_the_open_with_a_message() {
 
 #[test]
 fn a_missing_bucket_is_named() {
-    let error = try_open(&unique("nobucket"), "bucket=s3vfs-no-such-bucket").map(|_| ()).expect_err("must fail");
-    assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    let error = try_open(&unique("nobucket"), "bucket=s3vfs-no-such-bucket")
+        .map(|_| ())
+        .expect_err("must fail");
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen)
+    );
     let message = last_error(&Connection::open_in_memory().expect("memory"));
-    assert!(message.contains("s3vfs-no-such-bucket") && message.contains("does not exist"), "{message}");
+    assert!(
+        message.contains("s3vfs-no-such-bucket") && message.contains("does not exist"),
+        "{message}"
+    );
 }
 
 #[test]
 fn bad_credentials_are_refused_with_a_message() {
-    let script = format!(".load {}\n.open '{}'\nSELECT 1;\n", library().display(), uri(&unique("creds"), ""));
+    let script = format!(
+        ".load {}\n.open '{}'\nSELECT 1;\n",
+        library().display(),
+        uri(&unique("creds"), "")
+    );
     let output = Command::new("sqlite3")
         .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
         .stdin(std::process::Stdio::piped())
@@ -390,12 +540,19 @@ fn bad_credentials_are_refused_with_a_message() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
             child.wait_with_output()
         })
         .expect("the sqlite3 CLI runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("403") && stderr.contains("AWS_SECRET_ACCESS_KEY"), "{stderr}");
+    assert!(
+        stderr.contains("403") && stderr.contains("AWS_SECRET_ACCESS_KEY"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unable to open database"), "{stderr}");
 }
 
@@ -403,19 +560,34 @@ fn bad_credentials_are_refused_with_a_message() {
 fn a_conflicting_block_size_is_refused_and_changes_nothing() {
     let name = unique("blocksize");
     fill(&open(&name, "block_size=4096"), 10, 10);
-    let error = try_open(&name, "block_size=8192").map(|_| ()).expect_err("must fail");
-    assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    let error = try_open(&name, "block_size=8192")
+        .map(|_| ())
+        .expect_err("must fail");
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen)
+    );
     let message = last_error(&Connection::open_in_memory().expect("memory"));
-    assert!(message.contains("block_size=8192") && message.contains("block_size=4096"), "{message}");
+    assert!(
+        message.contains("block_size=8192") && message.contains("block_size=4096"),
+        "{message}"
+    );
     assert_eq!(count(&open(&name, "block_size=4096")), 10);
 }
 
 /// A plain S3 client on the test server, for tampering with objects behind s3vfs's back.
 fn s3<T>(work: impl AsyncFnOnce(aws_sdk_s3::Client, String) -> T) -> T {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(true)
+            .build();
         let bucket = std::env::var("S3VFS_BUCKET").expect("S3VFS_BUCKET");
         work(aws_sdk_s3::Client::from_conf(config), bucket).await
     })
@@ -423,14 +595,30 @@ fn s3<T>(work: impl AsyncFnOnce(aws_sdk_s3::Client, String) -> T) -> T {
 
 fn put(key: &str, body: &'static [u8]) {
     s3(async |client, bucket| {
-        client.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put");
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("put");
     });
 }
 
 fn keys(prefix: &str) -> Vec<String> {
     s3(async |client, bucket| {
-        let page = client.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
-        page.contents().iter().filter_map(|object| object.key().map(str::to_string)).collect()
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list");
+        page.contents()
+            .iter()
+            .filter_map(|object| object.key().map(str::to_string))
+            .collect()
     })
 }
 
@@ -441,23 +629,43 @@ fn a_corrupt_block_is_an_error_not_wrong_data() {
     let blocks = keys(&format!("{name}/blocks/"));
     assert!(blocks.len() > 3, "{blocks:?}");
     // Block 0 holds the header SQLite reads when it opens; spoil the others.
-    for key in blocks.iter().filter(|key| !key.contains("/blocks/0000000000/")) {
+    for key in blocks
+        .iter()
+        .filter(|key| !key.contains("/blocks/0000000000/"))
+    {
         put(key, b"garbage");
     }
     let connection = open(&name, &other_host());
-    let error = connection.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0)).expect_err("must fail");
-    assert_eq!(sqlite_code(&error).map(|code| code.1), Some(10 | (32 << 8)), "SQLITE_IOERR_DATA: {error}");
+    let error = connection
+        .query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))
+        .expect_err("must fail");
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.1),
+        Some(10 | (32 << 8)),
+        "SQLITE_IOERR_DATA: {error}"
+    );
     let message = last_error(&connection);
-    assert!(message.contains("corrupt object") && message.contains("/blocks/"), "{message}");
+    assert!(
+        message.contains("corrupt object") && message.contains("/blocks/"),
+        "{message}"
+    );
 }
 
 #[test]
 fn an_unknown_format_version_is_refused() {
     let name = unique("format");
     fill(&open(&name, ""), 3, 3);
-    put(&format!("{name}/log/{:020}", 2), br#"{"format":99,"version":2}"#);
-    let error = try_open(&name, &other_host()).map(|_| ()).expect_err("must fail");
-    assert_eq!(sqlite_code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    put(
+        &format!("{name}/log/{:020}", 2),
+        br#"{"format":99,"version":2}"#,
+    );
+    let error = try_open(&name, &other_host())
+        .map(|_| ())
+        .expect_err("must fail");
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen)
+    );
     let message = last_error(&Connection::open_in_memory().expect("memory"));
     assert!(message.contains("format 99"), "{message}");
 }
@@ -466,8 +674,14 @@ fn an_unknown_format_version_is_refused() {
 fn the_function_list_is_exactly_ours() {
     let connection = open(&unique("functions"), "");
     let mut statement = connection
-        .prepare("SELECT DISTINCT name FROM pragma_function_list WHERE name LIKE 's3vfs%' ORDER BY name")
+        .prepare(
+            "SELECT DISTINCT name FROM pragma_function_list WHERE name LIKE 's3vfs%' ORDER BY name",
+        )
         .expect("prepare");
-    let names: Vec<String> = statement.query_map([], |row| row.get(0)).expect("query").map(|row| row.expect("row")).collect();
+    let names: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .map(|row| row.expect("row"))
+        .collect();
     assert_eq!(names, ["s3vfs_last_error", "s3vfs_stats", "s3vfs_version"]);
 }

@@ -26,7 +26,10 @@ pub struct FaultyBackend {
 
 impl FaultyBackend {
     pub fn new(inner: Arc<dyn Backend>) -> FaultyBackend {
-        FaultyBackend { inner, faults: Mutex::new(Vec::new()) }
+        FaultyBackend {
+            inner,
+            faults: Mutex::new(Vec::new()),
+        }
     }
 
     /// Injects `fault` into the next request of `operation` ("GET", "PUT", "PUT If-None-Match", "LIST").
@@ -83,11 +86,17 @@ impl Backend for FaultyBackend {
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
-        self.around("PUT If-None-Match", key, self.inner.put_if_absent(key, body)).await
+        self.around(
+            "PUT If-None-Match",
+            key,
+            self.inner.put_if_absent(key, body),
+        )
+        .await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
-        self.around("LIST", prefix, self.inner.list(prefix, start_after)).await
+        self.around("LIST", prefix, self.inner.list(prefix, start_after))
+            .await
     }
 
     async fn delete(&self, keys: &[String]) -> BackendResult<()> {

@@ -42,7 +42,11 @@ pub struct BackendError {
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} s3://{}/{} failed", self.operation, self.bucket, self.key)?;
+        write!(
+            f,
+            "{} s3://{}/{} failed",
+            self.operation, self.bucket, self.key
+        )?;
         if let Some(status) = self.status {
             write!(f, " with HTTP {status}")?;
         }

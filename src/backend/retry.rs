@@ -54,7 +54,8 @@ impl RetryingBackend {
                     }
                     // Full jitter keeps many clients that failed together from retrying together.
                     let jitter = (crate::storage::TxId::random().0 % 1000) as u32;
-                    tokio::time::sleep(backoff.mul_f64(0.5) + backoff.mul_f64(0.5) * jitter / 1000).await;
+                    tokio::time::sleep(backoff.mul_f64(0.5) + backoff.mul_f64(0.5) * jitter / 1000)
+                        .await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);
                 }
                 other => return other,
@@ -80,7 +81,8 @@ impl Backend for RetryingBackend {
     /// A retry after a lost reply sees 412 for its own object: the caller must check whose
     /// record exists (see `storage::log::commit`).
     async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
-        self.retry(|| self.inner.put_if_absent(key, body.clone())).await
+        self.retry(|| self.inner.put_if_absent(key, body.clone()))
+            .await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {

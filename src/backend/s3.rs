@@ -55,18 +55,29 @@ impl S3Backend {
         if shared.region().is_none() {
             builder = builder.region(Region::new("us-east-1"));
         }
-        S3Backend { client: Client::from_conf(builder.build()), bucket: bucket.to_string() }
+        S3Backend {
+            client: Client::from_conf(builder.build()),
+            bucket: bucket.to_string(),
+        }
     }
 
-    fn error<E>(&self, operation: &'static str, key: &str, error: SdkError<E, HttpResponse>) -> BackendError
+    fn error<E>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        error: SdkError<E, HttpResponse>,
+    ) -> BackendError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let status = error.raw_response().map(|response| response.status().as_u16());
+        let status = error
+            .raw_response()
+            .map(|response| response.status().as_u16());
         let (code, message) = match &error {
-            SdkError::ServiceError(service) => {
-                (service.err().code().map(str::to_string), service.err().message().map(str::to_string))
-            }
+            SdkError::ServiceError(service) => (
+                service.err().code().map(str::to_string),
+                service.err().message().map(str::to_string),
+            ),
             _ => (None, None),
         };
         let context = DisplayErrorContext(&error).to_string();
@@ -76,7 +87,14 @@ impl S3Backend {
             (Some(code), None) => code,
             _ => context,
         };
-        BackendError { kind, operation, bucket: self.bucket.clone(), key: key.to_string(), status, detail }
+        BackendError {
+            kind,
+            operation,
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            status,
+            detail,
+        }
     }
 }
 
@@ -84,16 +102,22 @@ impl S3Backend {
 pub fn classify(status: Option<u16>, code: Option<&str>, context: &str) -> BackendErrorKind {
     match (status, code) {
         (_, Some("NoSuchBucket")) => BackendErrorKind::NoSuchBucket,
-        (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken")) => {
-            BackendErrorKind::AccessDenied
-        }
+        (
+            _,
+            Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken"),
+        ) => BackendErrorKind::AccessDenied,
         (Some(403), _) => BackendErrorKind::AccessDenied,
-        (_, Some("SlowDown" | "RequestTimeout" | "InternalError" | "ConditionalRequestConflict")) => {
+        (
+            _,
+            Some("SlowDown" | "RequestTimeout" | "InternalError" | "ConditionalRequestConflict"),
+        ) => BackendErrorKind::Transient,
+        (Some(status), _) if status >= 500 || status == 429 || status == 409 => {
             BackendErrorKind::Transient
         }
-        (Some(status), _) if status >= 500 || status == 429 || status == 409 => BackendErrorKind::Transient,
         (Some(_), _) => BackendErrorKind::Permanent,
-        (None, _) if context.to_ascii_lowercase().contains("credential") => BackendErrorKind::AccessDenied,
+        (None, _) if context.to_ascii_lowercase().contains("credential") => {
+            BackendErrorKind::AccessDenied
+        }
         // No HTTP reply at all: a timeout, a refused or reset connection.
         (None, _) => BackendErrorKind::Transient,
     }
@@ -106,7 +130,13 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
-        let reply = self.client.get_object().bucket(&self.bucket).key(key).send().await;
+        let reply = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
         match reply {
             Ok(output) => {
                 let body = output.body.collect().await.map_err(|error| BackendError {
@@ -131,13 +161,27 @@ impl Backend for S3Backend {
     }
 
     async fn put(&self, key: &str, body: Bytes) -> BackendResult<()> {
-        let request = self.client.put_object().bucket(&self.bucket).key(key).body(ByteStream::from(body));
-        request.send().await.map(|_| ()).map_err(|error| self.error("PUT", key, error))
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body));
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| self.error("PUT", key, error))
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
-        let request =
-            self.client.put_object().bucket(&self.bucket).key(key).if_none_match("*").body(ByteStream::from(body));
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from(body));
         match request.send().await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(error) => {
@@ -162,10 +206,19 @@ impl Backend for S3Backend {
                 .prefix(prefix)
                 .set_start_after(start_after.map(str::to_string))
                 .set_continuation_token(token.take());
-            let page = request.send().await.map_err(|error| self.error("LIST", prefix, error))?;
-            keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_string)));
+            let page = request
+                .send()
+                .await
+                .map_err(|error| self.error("LIST", prefix, error))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key().map(str::to_string)),
+            );
             match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                Some(next) if page.is_truncated().unwrap_or(false) => {
+                    token = Some(next.to_string())
+                }
                 _ => break,
             }
         }
@@ -178,16 +231,18 @@ impl Backend for S3Backend {
                 .iter()
                 .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
                 .collect::<Vec<_>>();
-            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|error| {
-                BackendError {
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|error| BackendError {
                     kind: BackendErrorKind::Permanent,
                     operation: "DELETE",
                     bucket: self.bucket.clone(),
                     key: chunk.first().cloned().unwrap_or_default(),
                     status: None,
                     detail: error.to_string(),
-                }
-            })?;
+                })?;
             let first = chunk.first().cloned().unwrap_or_default();
             self.client
                 .delete_objects()
@@ -207,12 +262,30 @@ mod tests {
 
     #[test]
     fn classification_tells_what_to_do() {
-        assert_eq!(classify(Some(404), Some("NoSuchBucket"), ""), BackendErrorKind::NoSuchBucket);
-        assert_eq!(classify(Some(403), Some("SignatureDoesNotMatch"), ""), BackendErrorKind::AccessDenied);
-        assert_eq!(classify(Some(503), Some("SlowDown"), ""), BackendErrorKind::Transient);
+        assert_eq!(
+            classify(Some(404), Some("NoSuchBucket"), ""),
+            BackendErrorKind::NoSuchBucket
+        );
+        assert_eq!(
+            classify(Some(403), Some("SignatureDoesNotMatch"), ""),
+            BackendErrorKind::AccessDenied
+        );
+        assert_eq!(
+            classify(Some(503), Some("SlowDown"), ""),
+            BackendErrorKind::Transient
+        );
         assert_eq!(classify(Some(500), None, ""), BackendErrorKind::Transient);
-        assert_eq!(classify(Some(400), Some("InvalidArgument"), ""), BackendErrorKind::Permanent);
-        assert_eq!(classify(None, None, "connection refused"), BackendErrorKind::Transient);
-        assert_eq!(classify(None, None, "no credentials in the chain"), BackendErrorKind::AccessDenied);
+        assert_eq!(
+            classify(Some(400), Some("InvalidArgument"), ""),
+            BackendErrorKind::Permanent
+        );
+        assert_eq!(
+            classify(None, None, "connection refused"),
+            BackendErrorKind::Transient
+        );
+        assert_eq!(
+            classify(None, None, "no credentials in the chain"),
+            BackendErrorKind::AccessDenied
+        );
     }
 }

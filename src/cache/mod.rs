@@ -40,7 +40,9 @@ impl Flight {
         while outcome.is_none() {
             self.ready.wait(&mut outcome);
         }
-        outcome.clone().unwrap_or_else(|| Err(Error::Runtime("fetch finished without an outcome".into())))
+        outcome
+            .clone()
+            .unwrap_or_else(|| Err(Error::Runtime("fetch finished without an outcome".into())))
     }
 }
 
@@ -77,7 +79,11 @@ impl BlockCache {
     pub fn new(budget: u64) -> BlockCache {
         BlockCache {
             budget,
-            state: Mutex::new(State { lru: LruCache::unbounded(), bytes: 0, in_flight: HashMap::new() }),
+            state: Mutex::new(State {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                in_flight: HashMap::new(),
+            }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -116,6 +122,15 @@ impl BlockCache {
         self.state.lock().lru.peek(key).cloned()
     }
 
+    /// Drops a block: an uncommitted block of this process's transaction that was uploaded
+    /// again with new content.
+    pub fn forget(&self, key: &BlockKey) {
+        let mut state = self.state.lock();
+        if let Some(old) = state.lru.pop(key) {
+            state.bytes -= old.len() as u64;
+        }
+    }
+
     /// Adds a block this process just wrote.
     pub fn insert(&self, key: BlockKey, data: Bytes) {
         let mut state = self.state.lock();
@@ -152,7 +167,12 @@ impl BlockCache {
         if !mine.is_empty() {
             let outcomes = match fetch(mine.clone()) {
                 Ok(outcomes) if outcomes.len() == mine.len() => outcomes,
-                Ok(_) => vec![Err(Error::Runtime("fetch returned the wrong number of blocks".into())); mine.len()],
+                Ok(_) => vec![
+                    Err(Error::Runtime(
+                        "fetch returned the wrong number of blocks".into()
+                    ));
+                    mine.len()
+                ],
                 Err(error) => vec![Err(error); mine.len()],
             };
             let mut state = self.state.lock();
@@ -181,7 +201,10 @@ mod tests {
     use std::sync::Barrier;
 
     fn key(index: u64) -> BlockKey {
-        BlockKey { index: BlockIndex(index), txid: TxId(1) }
+        BlockKey {
+            index: BlockIndex(index),
+            txid: TxId(1),
+        }
     }
 
     #[test]
@@ -193,7 +216,9 @@ mod tests {
         }
         assert_eq!(cache.stats().blocks, 10);
         // The newest survive.
-        let got = cache.get_many(&[key(99)], |_| panic!("must be cached")).expect("hit");
+        let got = cache
+            .get_many(&[key(99)], |_| panic!("must be cached"))
+            .expect("hit");
         assert_eq!(got[0].len(), 1000);
     }
 
@@ -211,7 +236,10 @@ mod tests {
                         .get_many(&[key(5)], |keys| {
                             fetches.fetch_add(1, Ordering::SeqCst);
                             std::thread::sleep(std::time::Duration::from_millis(50));
-                            Ok(keys.iter().map(|_| Ok(Bytes::from_static(b"block"))).collect())
+                            Ok(keys
+                                .iter()
+                                .map(|_| Ok(Bytes::from_static(b"block")))
+                                .collect())
                         })
                         .expect("fetched")
                 })
@@ -228,7 +256,9 @@ mod tests {
         let cache = BlockCache::new(1 << 20);
         let error = cache.get_many(&[key(1)], |_| Err(Error::Runtime("down".into())));
         assert!(error.is_err());
-        let got = cache.get_many(&[key(1)], |keys| Ok(keys.iter().map(|_| Ok(Bytes::from_static(b"x"))).collect()));
+        let got = cache.get_many(&[key(1)], |keys| {
+            Ok(keys.iter().map(|_| Ok(Bytes::from_static(b"x"))).collect())
+        });
         assert_eq!(&got.expect("fetched")[0][..], b"x");
     }
 }

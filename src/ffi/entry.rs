@@ -46,7 +46,11 @@ pub unsafe extern "C" fn sqlite3_svfs_init(
 
 /// # Safety
 /// As [`sqlite3_s3vfs_init`].
-unsafe fn load(db: *mut sqlite3, pz_err_msg: *mut *mut c_char, p_api: *mut sqlite3_api_routines) -> c_int {
+unsafe fn load(
+    db: *mut sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut sqlite3_api_routines,
+) -> c_int {
     if p_api.is_null() {
         return code::ERROR;
     }
@@ -55,7 +59,8 @@ unsafe fn load(db: *mut sqlite3, pz_err_msg: *mut *mut c_char, p_api: *mut sqlit
     unsafe { sqlite_loadable::ext::faux_sqlite_extension_init2(p_api) };
     let outcome = catch_unwind(|| -> Result<(), String> {
         super::vfs::register().map_err(|error| error.to_string())?;
-        crate::sql::register(db).map_err(|error| format!("s3vfs: cannot define SQL functions: {error:?}"))?;
+        crate::sql::register(db)
+            .map_err(|error| format!("s3vfs: cannot define SQL functions: {error:?}"))?;
         register_auto_extension()
     });
     match outcome {
@@ -71,12 +76,20 @@ fn register_auto_extension() -> Result<(), String> {
     if DONE.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    let auto_extension = api().and_then(|api| api.auto_extension).ok_or("no sqlite3_auto_extension")?;
-    type EntryPoint = unsafe extern "C" fn(*mut sqlite3, *mut *mut c_char, *mut sqlite3_api_routines) -> c_int;
+    let auto_extension = api()
+        .and_then(|api| api.auto_extension)
+        .ok_or("no sqlite3_auto_extension")?;
+    type EntryPoint =
+        unsafe extern "C" fn(*mut sqlite3, *mut *mut c_char, *mut sqlite3_api_routines) -> c_int;
     let entry: EntryPoint = connection_opened;
     // SAFETY: "the xEntryPoint argument is declared void(*)(void) but is really
     // int(*)(sqlite3*,char**,const sqlite3_api_routines*)": SQLite calls it with that signature.
-    let result = unsafe { auto_extension(Some(std::mem::transmute::<EntryPoint, unsafe extern "C" fn()>(entry))) };
+    let result = unsafe {
+        auto_extension(Some(std::mem::transmute::<
+            EntryPoint,
+            unsafe extern "C" fn(),
+        >(entry)))
+    };
     if result == code::OK {
         Ok(())
     } else {
@@ -92,7 +105,13 @@ unsafe extern "C" fn connection_opened(
 ) -> c_int {
     match catch_unwind(|| crate::sql::register(db)) {
         Ok(Ok(())) => code::OK,
-        Ok(Err(error)) => load_error(pz_err_msg, &format!("s3vfs: cannot define SQL functions: {error:?}")),
-        Err(_) => load_error(pz_err_msg, "s3vfs: internal error while defining SQL functions"),
+        Ok(Err(error)) => load_error(
+            pz_err_msg,
+            &format!("s3vfs: cannot define SQL functions: {error:?}"),
+        ),
+        Err(_) => load_error(
+            pz_err_msg,
+            "s3vfs: internal error while defining SQL functions",
+        ),
     }
 }

@@ -73,7 +73,11 @@ pub(crate) fn guard(operation: Operation, callback: impl FnOnce() -> Result<c_in
                 Operation::Open => code::CANTOPEN,
                 _ => code::INTERNAL,
             };
-            report(result_code, &format!("s3vfs: internal error: {detail}"), true);
+            report(
+                result_code,
+                &format!("s3vfs: internal error: {detail}"),
+                true,
+            );
             result_code
         }
     }
@@ -92,7 +96,7 @@ fn sqlite_string(text: &str) -> *mut c_char {
 }
 
 /// The s3vfs database behind schema `schema` of connection `db`, if it is one.
-pub fn database_of(db: *mut sqlite3, schema: &str) -> Option<Arc<Database>> {
+pub(crate) fn database_of(db: *mut sqlite3, schema: &str) -> Option<Arc<Database>> {
     let api = api()?;
     let file_control = api.file_control?;
     let schema = CString::new(schema).ok()?;
@@ -101,7 +105,12 @@ pub fn database_of(db: *mut sqlite3, schema: &str) -> Option<Arc<Database>> {
     // s3vfs's own, answered only by s3vfs's xFileControl, which writes an
     // `Option<Arc<Database>>` through the pointer.
     let result = unsafe {
-        file_control(db, schema.as_ptr(), vfs::FCNTL_S3VFS_DATABASE, (&mut found as *mut Option<Arc<Database>>).cast())
+        file_control(
+            db,
+            schema.as_ptr(),
+            vfs::FCNTL_S3VFS_DATABASE,
+            (&mut found as *mut Option<Arc<Database>>).cast(),
+        )
     };
     (result == code::OK).then_some(found).flatten()
 }

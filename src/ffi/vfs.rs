@@ -57,7 +57,9 @@ fn default_vfs() -> *mut sqlite3_vfs {
 pub fn register() -> Result<()> {
     let api = api().ok_or_else(|| Error::Runtime("no SQLite API table".into()))?;
     let (Some(vfs_find), Some(vfs_register)) = (api.vfs_find, api.vfs_register) else {
-        return Err(Error::Runtime("the SQLite API table lacks vfs_find/vfs_register".into()));
+        return Err(Error::Runtime(
+            "the SQLite API table lacks vfs_find/vfs_register".into(),
+        ));
     };
     // SAFETY: vfs_find takes a NUL-terminated name (or null for the default VFS).
     if !unsafe { vfs_find(VFS_NAME.as_ptr()) }.is_null() {
@@ -66,7 +68,9 @@ pub fn register() -> Result<()> {
     // SAFETY: as above.
     let default = unsafe { vfs_find(std::ptr::null()) };
     if default.is_null() {
-        return Err(Error::Runtime("SQLite has no default VFS to keep temp files".into()));
+        return Err(Error::Runtime(
+            "SQLite has no default VFS to keep temp files".into(),
+        ));
     }
     DEFAULT_VFS.store(default, Ordering::Release);
     // SAFETY: `default` is a registered VFS, which SQLite never frees.
@@ -98,31 +102,33 @@ pub fn register() -> Result<()> {
     // SAFETY: the VFS struct is leaked, so it outlives every connection; 0 = not the default.
     let result = unsafe { vfs_register(vfs, 0) };
     if result != code::OK {
-        return Err(Error::Runtime(format!("sqlite3_vfs_register failed with code {result}")));
+        return Err(Error::Runtime(format!(
+            "sqlite3_vfs_register failed with code {result}"
+        )));
     }
     Ok(())
 }
 
 static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
     iVersion: 1,
-    xClose: Some(x_close),                                   /* xClose */
-    xRead: Some(x_read),                                     /* xRead */
-    xWrite: Some(x_write),                                   /* xWrite */
-    xTruncate: Some(x_truncate),                             /* xTruncate */
-    xSync: Some(x_sync),                                     /* xSync */
-    xFileSize: Some(x_file_size),                            /* xFileSize */
-    xLock: Some(x_lock),                                     /* xLock */
-    xUnlock: Some(x_unlock),                                 /* xUnlock */
-    xCheckReservedLock: Some(x_check_reserved_lock),         /* xCheckReservedLock */
-    xFileControl: Some(x_file_control),                      /* xFileControl */
-    xSectorSize: Some(x_sector_size),                        /* xSectorSize */
-    xDeviceCharacteristics: Some(x_device_characteristics),  /* xDeviceCharacteristics */
-    xShmMap: None,                                           /* xShmMap: no WAL */
-    xShmLock: None,                                          /* xShmLock */
-    xShmBarrier: None,                                       /* xShmBarrier */
-    xShmUnmap: None,                                         /* xShmUnmap */
-    xFetch: None,                                            /* xFetch */
-    xUnfetch: None,                                          /* xUnfetch */
+    xClose: Some(x_close),                                  /* xClose */
+    xRead: Some(x_read),                                    /* xRead */
+    xWrite: Some(x_write),                                  /* xWrite */
+    xTruncate: Some(x_truncate),                            /* xTruncate */
+    xSync: Some(x_sync),                                    /* xSync */
+    xFileSize: Some(x_file_size),                           /* xFileSize */
+    xLock: Some(x_lock),                                    /* xLock */
+    xUnlock: Some(x_unlock),                                /* xUnlock */
+    xCheckReservedLock: Some(x_check_reserved_lock),        /* xCheckReservedLock */
+    xFileControl: Some(x_file_control),                     /* xFileControl */
+    xSectorSize: Some(x_sector_size),                       /* xSectorSize */
+    xDeviceCharacteristics: Some(x_device_characteristics), /* xDeviceCharacteristics */
+    xShmMap: None,                                          /* xShmMap: no WAL */
+    xShmLock: None,                                         /* xShmLock */
+    xShmBarrier: None,                                      /* xShmBarrier */
+    xShmUnmap: None,                                        /* xShmUnmap */
+    xFetch: None,                                           /* xFetch */
+    xUnfetch: None,                                         /* xUnfetch */
 };
 
 /// The URI parameters of a database filename SQLite passed to xOpen, in order.
@@ -141,7 +147,9 @@ unsafe fn uri_parameters(name: *const c_char) -> Vec<(String, String)> {
         // the number of query parameters minus 1."
         let key = unsafe { uri_key(name, index) };
         // SAFETY: key is null or a NUL-terminated string inside SQLite's filename buffer.
-        let Some(key_text) = (unsafe { c_str(key) }) else { break };
+        let Some(key_text) = (unsafe { c_str(key) }) else {
+            break;
+        };
         // SAFETY: as above; the value lives in the same buffer.
         let value = unsafe { c_str(uri_parameter(name, key)) }.unwrap_or_default();
         parameters.push((key_text.to_string(), value.to_string()));
@@ -163,7 +171,9 @@ unsafe extern "C" fn x_open(
     if flags & SQLITE_OPEN_MAIN_DB == 0 {
         return guard(Operation::Open, || {
             if flags & SQLITE_OPEN_WAL != 0 {
-                return Err(Error::Unsupported("WAL mode is not supported; use a rollback journal mode".into()));
+                return Err(Error::Unsupported(
+                    "WAL mode is not supported; use a rollback journal mode".into(),
+                ));
             }
             // SAFETY: forwarding SQLite's own arguments to the default VFS, which fills the
             // same file buffer (szOsFile is at least its size).
@@ -172,7 +182,8 @@ unsafe extern "C" fn x_open(
     }
     guard(Operation::Open, || {
         // SAFETY: SQLite passes the full pathname of a main database, with URI parameters.
-        let path = unsafe { c_str(name) }.ok_or_else(|| Error::Config("the database name is not UTF-8".into()))?;
+        let path = unsafe { c_str(name) }
+            .ok_or_else(|| Error::Config("the database name is not UTF-8".into()))?;
         // SAFETY: as above.
         let parameters = unsafe { uri_parameters(name) };
         let config = Config::parse(path, &parameters, |variable| std::env::var(variable).ok())?;
@@ -204,7 +215,9 @@ unsafe extern "C" fn x_open(
 unsafe fn open_local(file: *mut sqlite3_file, flags: c_int, out_flags: *mut c_int) -> c_int {
     let default = default_vfs();
     // SAFETY: DEFAULT_VFS is set before the VFS is registered, so before any xOpen.
-    let Some(open) = (unsafe { (*default).xOpen }) else { return code::CANTOPEN };
+    let Some(open) = (unsafe { (*default).xOpen }) else {
+        return code::CANTOPEN;
+    };
     let type_mask = 0x000F_FF00;
     let mut local_flags = flags;
     if flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_SUPER_JOURNAL) != 0 {
@@ -214,17 +227,34 @@ unsafe fn open_local(file: *mut sqlite3_file, flags: c_int, out_flags: *mut c_in
     local_flags |= SQLITE_OPEN_DELETEONCLOSE | SQLITE_OPEN_CREATE;
     local_flags &= !SQLITE_OPEN_READONLY;
     // SAFETY: a null name asks the default VFS for a fresh temp file; the buffer is ours.
-    unsafe { open(default, std::ptr::null(), file, local_flags | 0x0000_0002, out_flags) }
+    unsafe {
+        open(
+            default,
+            std::ptr::null(),
+            file,
+            local_flags | 0x0000_0002,
+            out_flags,
+        )
+    }
 }
 
 /// Nothing s3vfs keeps has a name on disk: journals are anonymous and deleted on close.
-unsafe extern "C" fn x_delete(_vfs: *mut sqlite3_vfs, _name: *const c_char, _sync_dir: c_int) -> c_int {
+unsafe extern "C" fn x_delete(
+    _vfs: *mut sqlite3_vfs,
+    _name: *const c_char,
+    _sync_dir: c_int,
+) -> c_int {
     code::OK
 }
 
 /// No journal, WAL or other side file of an s3vfs database ever exists, so no hot journal is
 /// ever found.
-unsafe extern "C" fn x_access(_vfs: *mut sqlite3_vfs, _name: *const c_char, _flags: c_int, result: *mut c_int) -> c_int {
+unsafe extern "C" fn x_access(
+    _vfs: *mut sqlite3_vfs,
+    _name: *const c_char,
+    _flags: c_int,
+    result: *mut c_int,
+) -> c_int {
     if !result.is_null() {
         // SAFETY: SQLite passes a valid out-pointer.
         unsafe { *result = 0 };
@@ -302,10 +332,16 @@ unsafe extern "C" fn x_close(file: *mut sqlite3_file) -> c_int {
 
 /// "If xRead() returns SQLITE_IOERR_SHORT_READ it must also fill in the unread portions of
 /// the buffer with zeros."
-unsafe extern "C" fn x_read(file: *mut sqlite3_file, buffer: *mut c_void, amount: c_int, offset: sqlite3_int64) -> c_int {
+unsafe extern "C" fn x_read(
+    file: *mut sqlite3_file,
+    buffer: *mut c_void,
+    amount: c_int,
+    offset: sqlite3_int64,
+) -> c_int {
     guard(Operation::Read, || {
         // SAFETY: SQLite passes a writable buffer of `amount` bytes.
-        let buffer = unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), amount.max(0) as usize) };
+        let buffer =
+            unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), amount.max(0) as usize) };
         // SAFETY: a main database file opened by x_open.
         let outcome = unsafe { db_file(file) }.read(ByteOffset(offset.max(0) as u64), buffer)?;
         Ok(match outcome {
@@ -315,7 +351,12 @@ unsafe extern "C" fn x_read(file: *mut sqlite3_file, buffer: *mut c_void, amount
     })
 }
 
-unsafe extern "C" fn x_write(file: *mut sqlite3_file, data: *const c_void, amount: c_int, offset: sqlite3_int64) -> c_int {
+unsafe extern "C" fn x_write(
+    file: *mut sqlite3_file,
+    data: *const c_void,
+    amount: c_int,
+    offset: sqlite3_int64,
+) -> c_int {
     guard(Operation::Write, || {
         // SAFETY: SQLite passes a readable buffer of `amount` bytes.
         let data = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), amount.max(0) as usize) };
@@ -352,7 +393,8 @@ unsafe extern "C" fn x_file_size(file: *mut sqlite3_file, size: *mut sqlite3_int
 
 unsafe extern "C" fn x_lock(file: *mut sqlite3_file, level: c_int) -> c_int {
     guard(Operation::Lock, || {
-        let level = LockLevel::from_raw(level).ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
+        let level = LockLevel::from_raw(level)
+            .ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
         // SAFETY: a main database file opened by x_open.
         Ok(match unsafe { db_file(file) }.lock(level)? {
             Ok(()) => code::OK,
@@ -363,7 +405,8 @@ unsafe extern "C" fn x_lock(file: *mut sqlite3_file, level: c_int) -> c_int {
 
 unsafe extern "C" fn x_unlock(file: *mut sqlite3_file, level: c_int) -> c_int {
     guard(Operation::Unlock, || {
-        let level = LockLevel::from_raw(level).ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
+        let level = LockLevel::from_raw(level)
+            .ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
         // SAFETY: a main database file opened by x_open.
         unsafe { db_file(file) }.unlock(level);
         Ok(code::OK)
@@ -380,7 +423,10 @@ unsafe extern "C" fn x_check_reserved_lock(file: *mut sqlite3_file, result: *mut
 
 /// Refuses pragmas that would break s3vfs's guarantees, with a message saying why.
 fn refuse_pragma(name: &str, value: Option<&str>) -> Option<String> {
-    let value = value?.trim().trim_matches(|c| c == '\'' || c == '"').to_ascii_lowercase();
+    let value = value?
+        .trim()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_ascii_lowercase();
     match name.to_ascii_lowercase().as_str() {
         "journal_mode" if value == "wal" => Some(
             "s3vfs: journal_mode=WAL is not supported (the WAL would need shared memory across hosts); \
@@ -396,7 +442,11 @@ fn refuse_pragma(name: &str, value: Option<&str>) -> Option<String> {
     }
 }
 
-unsafe extern "C" fn x_file_control(file: *mut sqlite3_file, op: c_int, argument: *mut c_void) -> c_int {
+unsafe extern "C" fn x_file_control(
+    file: *mut sqlite3_file,
+    op: c_int,
+    argument: *mut c_void,
+) -> c_int {
     guard(Operation::Other, || match op {
         SQLITE_FCNTL_PRAGMA => {
             // SAFETY: "the argument is a pointer to an array of pointers to strings (char**)

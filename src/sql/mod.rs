@@ -14,22 +14,28 @@ use crate::backend::metered::process_metrics;
 pub const FUNCTIONS: &[&str] = &["s3vfs_version", "s3vfs_stats", "s3vfs_last_error"];
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
-fn guarded(
-    body: impl FnOnce() -> Result<(), FunctionError>,
-) -> Result<(), FunctionError> {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| Err(FunctionError::new_message("s3vfs: internal error")))
+fn guarded(body: impl FnOnce() -> Result<(), FunctionError>) -> Result<(), FunctionError> {
+    catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|_| Err(FunctionError::new_message("s3vfs: internal error")))
 }
 
-fn version(context: *mut sqlite3_context, _values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+fn version(
+    context: *mut sqlite3_context,
+    _values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
     guarded(|| api::result_text(context, format!("s3vfs {}", env!("CARGO_PKG_VERSION"))))
 }
 
 /// `s3vfs_stats([schema])`: JSON with the process's request counters and, when the schema
 /// (default `main`) is an s3vfs database, its version, size, requests and cache counters.
-fn stats(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+fn stats(
+    context: *mut sqlite3_context,
+    values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
     guarded(|| {
         let schema = match values.first() {
-            Some(value) => api::value_text(value).map_err(|_| FunctionError::new_message("schema must be text"))?,
+            Some(value) => api::value_text(value)
+                .map_err(|_| FunctionError::new_message("schema must be text"))?,
             None => "main",
         };
         let db = api::context_db_handle(context);
@@ -44,7 +50,10 @@ fn stats(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result
     })
 }
 
-fn last_error(context: *mut sqlite3_context, _values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+fn last_error(
+    context: *mut sqlite3_context,
+    _values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
     guarded(|| {
         match crate::ffi::last_error() {
             Some(message) => api::result_text(context, message)?,
@@ -56,7 +65,13 @@ fn last_error(context: *mut sqlite3_context, _values: &[*mut sqlite3_value]) -> 
 
 /// Defines the SQL functions on connection `db`.
 pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
-    define_scalar_function(db, "s3vfs_version", 0, version, FunctionFlags::UTF8 | FunctionFlags::DETERMINISTIC)?;
+    define_scalar_function(
+        db,
+        "s3vfs_version",
+        0,
+        version,
+        FunctionFlags::UTF8 | FunctionFlags::DETERMINISTIC,
+    )?;
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;

@@ -64,7 +64,10 @@ fn check_format(key: &str, format: u32) -> Result<()> {
 }
 
 fn corrupt(key: &str, why: impl Into<String>) -> Error {
-    Error::Corrupt { key: key.to_string(), why: why.into() }
+    Error::Corrupt {
+        key: key.to_string(),
+        why: why.into(),
+    }
 }
 
 fn parse_txid(key: &str, text: &str) -> Result<TxId> {
@@ -82,7 +85,8 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> Result<T> {
     struct Versioned {
         format: u32,
     }
-    let versioned: Versioned = serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))?;
+    let versioned: Versioned =
+        serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))?;
     check_format(key, versioned.format)?;
     serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))
 }
@@ -151,11 +155,20 @@ impl Checkpoint {
     pub fn decode(key: &str, body: &[u8]) -> Result<ParsedCheckpoint> {
         let raw: Checkpoint = decode(key, body)?;
         let block_size = parse_block_size(key, raw.block_size)?;
-        let blocks = raw.blocks.iter().map(|txid| parse_txid(key, txid)).collect::<Result<Vec<_>>>()?;
+        let blocks = raw
+            .blocks
+            .iter()
+            .map(|txid| parse_txid(key, txid))
+            .collect::<Result<Vec<_>>>()?;
         if blocks.len() as u64 != block_size.block_count(raw.size) {
             return Err(corrupt(key, "block list does not match the file size"));
         }
-        Ok(ParsedCheckpoint { version: Version(raw.version), size: raw.size, block_size, blocks })
+        Ok(ParsedCheckpoint {
+            version: Version(raw.version),
+            size: raw.size,
+            block_size,
+            blocks,
+        })
     }
 }
 
@@ -203,7 +216,8 @@ mod tests {
         let error = CommitRecord::decode("k", &future.encode()).expect_err("must refuse");
         assert!(error.to_string().contains("format 99"), "{error}");
         // A future format may have other fields: the format is still what is reported.
-        let error = CommitRecord::decode("k", br#"{"format":2,"other":1}"#).expect_err("must refuse");
+        let error =
+            CommitRecord::decode("k", br#"{"format":2,"other":1}"#).expect_err("must refuse");
         assert!(error.to_string().contains("format 2"), "{error}");
     }
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::format::{ParsedCheckpoint, ParsedRecord};
-use super::{BlockIndex, BlockSize, Checkpoint, CommitRecord, Head, Location, Snapshot, TxId, Version, FORMAT_VERSION};
+use super::{
+    BlockIndex, BlockSize, Checkpoint, CommitRecord, Head, Location, Snapshot, TxId, Version,
+    FORMAT_VERSION,
+};
 use crate::backend::{run_bounded, Backend, PutOutcome};
 use crate::error::{Error, Result};
 
@@ -18,7 +21,11 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// At most this many object requests of one operation are in flight at once.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-async fn get_record(backend: &Arc<dyn Backend>, location: &Location, version: Version) -> Result<ParsedRecord> {
+async fn get_record(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    version: Version,
+) -> Result<ParsedRecord> {
     let key = location.log_key(version);
     let body = backend.get(&key).await?.ok_or_else(|| Error::Corrupt {
         key: key.clone(),
@@ -26,7 +33,10 @@ async fn get_record(backend: &Arc<dyn Backend>, location: &Location, version: Ve
     })?;
     let record = CommitRecord::decode(&key, &body)?;
     if record.version != version {
-        return Err(Error::Corrupt { key, why: format!("names version {}", record.version.0) });
+        return Err(Error::Corrupt {
+            key,
+            why: format!("names version {}", record.version.0),
+        });
     }
     Ok(record)
 }
@@ -60,8 +70,13 @@ async fn newest_version(
         },
     };
     let start_after = (start.0 > 0).then(|| location.log_key(start));
-    let keys = backend.list(&location.log_prefix(), start_after.as_deref()).await?;
-    let newest = keys.iter().filter_map(|key| location.version_of_log_key(key)).max();
+    let keys = backend
+        .list(&location.log_prefix(), start_after.as_deref())
+        .await?;
+    let newest = keys
+        .iter()
+        .filter_map(|key| location.version_of_log_key(key))
+        .max();
     Ok(match (newest, after) {
         (Some(version), _) => Some(version),
         // The head hint named a committed version and nothing came after it.
@@ -78,11 +93,15 @@ async fn snapshot_of(
     known: Option<&Snapshot>,
 ) -> Result<Snapshot> {
     let base = match known {
-        Some(snapshot) if snapshot.base_version == record.base_version && snapshot.base_txid == record.base_txid => {
+        Some(snapshot)
+            if snapshot.base_version == record.base_version
+                && snapshot.base_txid == record.base_txid =>
+        {
             snapshot.base.clone()
         }
         _ => {
-            let checkpoint = get_checkpoint(backend, location, record.base_version, record.base_txid).await?;
+            let checkpoint =
+                get_checkpoint(backend, location, record.base_version, record.base_txid).await?;
             if checkpoint.block_size != record.block_size {
                 return Err(Error::Corrupt {
                     key: location.checkpoint_key(record.base_version, record.base_txid),
@@ -112,7 +131,10 @@ pub async fn load_latest(
     location: Location,
     known: Option<Arc<Snapshot>>,
 ) -> Result<Option<Arc<Snapshot>>> {
-    let after = known.as_ref().map(|snapshot| snapshot.version).filter(|version| version.0 > 0);
+    let after = known
+        .as_ref()
+        .map(|snapshot| snapshot.version)
+        .filter(|version| version.0 > 0);
     let Some(newest) = newest_version(&backend, &location, after).await? else {
         return Ok(known.filter(|snapshot| snapshot.version.0 > 0));
     };
@@ -151,22 +173,38 @@ pub async fn upload_blocks(
         let key = location.block_key(index, txid);
         async move { backend.put(&key, data).await.map_err(Error::from) }
     });
-    run_bounded(MAX_IN_FLIGHT, uploads.collect()).await.map(|_| ())
+    run_bounded(MAX_IN_FLIGHT, uploads.collect())
+        .await
+        .map(|_| ())
 }
 
 /// Publishes a transaction as version `parent + 1`: uploads its blocks (and a checkpoint when
 /// one is due), then creates the commit record with `If-None-Match: *`. Until that PUT
 /// succeeds nothing of the transaction is visible; a conflict leaves no visible trace.
-pub async fn commit(backend: Arc<dyn Backend>, location: Location, transaction: Transaction) -> Result<Arc<Snapshot>> {
-    let Transaction { parent, txid, size, upload, uploaded } = transaction;
+pub async fn commit(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    transaction: Transaction,
+) -> Result<Arc<Snapshot>> {
+    let Transaction {
+        parent,
+        txid,
+        size,
+        upload,
+        uploaded,
+    } = transaction;
     let version = parent.version.next();
     let block_size: BlockSize = parent.block_size;
     let count = block_size.block_count(size);
     let mut written: BTreeSet<BlockIndex> = uploaded;
     written.extend(upload.iter().map(|(index, _)| *index));
 
-    let mut changes: BTreeMap<BlockIndex, TxId> =
-        parent.changes.iter().filter(|(index, _)| index.0 < count).map(|(index, txid)| (*index, *txid)).collect();
+    let mut changes: BTreeMap<BlockIndex, TxId> = parent
+        .changes
+        .iter()
+        .filter(|(index, _)| index.0 < count)
+        .map(|(index, txid)| (*index, *txid))
+        .collect();
     for index in &written {
         changes.insert(*index, txid);
     }
@@ -211,8 +249,10 @@ pub async fn commit(backend: Arc<dyn Backend>, location: Location, transaction: 
             }
         }
     };
-    let (blocks_result, checkpoint_result) =
-        tokio::join!(upload_blocks(&backend, &location, txid, upload), checkpoint_put);
+    let (blocks_result, checkpoint_result) = tokio::join!(
+        upload_blocks(&backend, &location, txid, upload),
+        checkpoint_put
+    );
     blocks_result?;
     checkpoint_result?;
 
@@ -225,7 +265,11 @@ pub async fn commit(backend: Arc<dyn Backend>, location: Location, transaction: 
         block_size: block_size.bytes(),
         base_version: snapshot.base_version.0,
         base_txid: snapshot.base_txid.to_string(),
-        changes: snapshot.changes.iter().map(|(index, txid)| (index.0, txid.to_string())).collect(),
+        changes: snapshot
+            .changes
+            .iter()
+            .map(|(index, txid)| (index.0, txid.to_string()))
+            .collect(),
         blocks_written: written.len() as u64,
     };
     let key = location.log_key(version);
@@ -244,7 +288,10 @@ pub async fn commit(backend: Arc<dyn Backend>, location: Location, transaction: 
         }
     }
     if due {
-        let head = Head { format: FORMAT_VERSION, version: version.0 };
+        let head = Head {
+            format: FORMAT_VERSION,
+            version: version.0,
+        };
         // Best effort: the head only shortens the next cold open's LIST.
         let _ = backend.put(&location.head_key(), head.encode()).await;
     }
@@ -261,7 +308,10 @@ mod tests {
     use std::time::Duration;
 
     fn location() -> Location {
-        Location { bucket: "memory".into(), prefix: "db".into() }
+        Location {
+            bucket: "memory".into(),
+            prefix: "db".into(),
+        }
     }
 
     fn transaction(parent: &Arc<Snapshot>, fill: u8) -> Transaction {
@@ -283,12 +333,27 @@ mod tests {
     fn two_writers_on_one_version_exactly_one_wins() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let parent = empty();
-        let first = block_on(commit(backend.clone(), location(), transaction(&parent, 1))).expect("first wins");
+        let first = block_on(commit(backend.clone(), location(), transaction(&parent, 1)))
+            .expect("first wins");
         let second = block_on(commit(backend.clone(), location(), transaction(&parent, 2)));
-        assert!(matches!(second, Err(Error::Conflict { version: Version(1), .. })), "{second:?}");
-        let loaded = block_on(load_latest(backend, location(), None)).expect("loads").expect("exists");
+        assert!(
+            matches!(
+                second,
+                Err(Error::Conflict {
+                    version: Version(1),
+                    ..
+                })
+            ),
+            "{second:?}"
+        );
+        let loaded = block_on(load_latest(backend, location(), None))
+            .expect("loads")
+            .expect("exists");
         assert_eq!(loaded.version, first.version);
-        assert_eq!(loaded.block_txid(BlockIndex(1)), first.block_txid(BlockIndex(1)));
+        assert_eq!(
+            loaded.block_txid(BlockIndex(1)),
+            first.block_txid(BlockIndex(1))
+        );
     }
 
     #[test]
@@ -296,9 +361,13 @@ mod tests {
         let memory = Arc::new(MemoryBackend::new());
         let faulty = Arc::new(FaultyBackend::new(memory.clone()));
         faulty.inject("PUT If-None-Match", Fault::LoseReply);
-        let policy = RetryPolicy { budget: Duration::from_secs(5), ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty, policy));
-        let committed = block_on(commit(backend, location(), transaction(&empty(), 3))).expect("ours");
+        let committed =
+            block_on(commit(backend, location(), transaction(&empty(), 3))).expect("ours");
         assert_eq!(committed.version, Version(1));
         assert!(memory.object(&location().log_key(Version(1))).is_some());
     }
@@ -310,19 +379,31 @@ mod tests {
         for _ in 0..3 {
             faulty.inject("PUT", Fault::FailTransient);
         }
-        let policy = RetryPolicy { budget: Duration::from_secs(5), ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty.clone(), policy));
         block_on(commit(backend, location(), transaction(&empty(), 4))).expect("retries succeed");
 
-        let short = RetryPolicy { budget: Duration::from_millis(1), ..RetryPolicy::default() };
+        let short = RetryPolicy {
+            budget: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
         for _ in 0..3 {
             faulty.inject("PUT", Fault::FailTransient);
         }
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty, short));
-        let parent = block_on(load_latest(backend.clone(), location(), None)).expect("loads").expect("exists");
-        let error = block_on(commit(backend, location(), transaction(&parent, 5))).expect_err("gives up");
+        let parent = block_on(load_latest(backend.clone(), location(), None))
+            .expect("loads")
+            .expect("exists");
+        let error =
+            block_on(commit(backend, location(), transaction(&parent, 5))).expect_err("gives up");
         let message = error.to_string();
-        assert!(message.contains("s3://memory/db/blocks/") && message.contains("503"), "{message}");
+        assert!(
+            message.contains("s3://memory/db/blocks/") && message.contains("503"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -331,11 +412,19 @@ mod tests {
         let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let mut parent = empty();
         for round in 0..(3 * CHECKPOINT_INTERVAL + 7) {
-            parent = block_on(commit(memory.clone(), location(), transaction(&parent, round as u8))).expect("commits");
+            parent = block_on(commit(
+                memory.clone(),
+                location(),
+                transaction(&parent, round as u8),
+            ))
+            .expect("commits");
         }
         let metrics = Arc::new(Metrics::default());
-        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
-        let loaded = block_on(load_latest(metered, location(), None)).expect("loads").expect("exists");
+        let metered: Arc<dyn Backend> =
+            Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
+        let loaded = block_on(load_latest(metered, location(), None))
+            .expect("loads")
+            .expect("exists");
         assert_eq!(loaded.version, parent.version);
         // head, LIST, newest record, its checkpoint.
         assert_eq!(metrics.snapshot().requests(), 4, "{:?}", metrics.snapshot());
@@ -345,10 +434,14 @@ mod tests {
     fn a_refresh_with_nothing_new_costs_one_list() {
         use crate::backend::metered::{MeteredBackend, Metrics};
         let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let parent = block_on(commit(memory.clone(), location(), transaction(&empty(), 1))).expect("commits");
+        let parent = block_on(commit(memory.clone(), location(), transaction(&empty(), 1)))
+            .expect("commits");
         let metrics = Arc::new(Metrics::default());
-        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
-        let same = block_on(load_latest(metered, location(), Some(parent.clone()))).expect("loads").expect("exists");
+        let metered: Arc<dyn Backend> =
+            Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
+        let same = block_on(load_latest(metered, location(), Some(parent.clone())))
+            .expect("loads")
+            .expect("exists");
         assert_eq!(same.version, parent.version);
         assert_eq!(metrics.snapshot().list, 1);
         assert_eq!(metrics.snapshot().requests(), 1);

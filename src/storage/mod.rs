@@ -5,7 +5,7 @@ pub mod format;
 pub mod log;
 pub mod snapshot;
 
-pub use format::{CommitRecord, Checkpoint, Head, FORMAT_VERSION};
+pub use format::{Checkpoint, CommitRecord, Head, FORMAT_VERSION};
 pub use snapshot::Snapshot;
 
 use std::fmt;
@@ -107,7 +107,11 @@ impl BlockSize {
         while done < len {
             let (block, within) = self.locate(ByteOffset(offset.0 + done as u64));
             let take = ((self.bytes() - within) as usize).min(len - done);
-            pieces.push(Piece { block, within: within as usize, buffer: done..done + take });
+            pieces.push(Piece {
+                block,
+                within: within as usize,
+                buffer: done..done + take,
+            });
             done += take;
         }
         pieces
@@ -149,7 +153,9 @@ impl Location {
     /// The version a log key names, if it is one.
     pub fn version_of_log_key(&self, key: &str) -> Option<Version> {
         let digits = key.strip_prefix(&self.log_prefix())?;
-        (digits.len() == 20).then(|| digits.parse().ok().map(Version)).flatten()
+        (digits.len() == 20)
+            .then(|| digits.parse().ok().map(Version))
+            .flatten()
     }
     pub fn url(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
@@ -205,7 +211,9 @@ mod tests {
         let block_size = BlockSize::new(4096).expect("valid");
         for size in [0u64, 1, 4095, 4096, 4097, 10 * 4096, 10 * 4096 + 7] {
             let count = block_size.block_count(size);
-            let total: u64 = (0..count).map(|i| block_size.block_len(BlockIndex(i), size)).sum();
+            let total: u64 = (0..count)
+                .map(|i| block_size.block_len(BlockIndex(i), size))
+                .sum();
             assert_eq!(total, size);
             assert_eq!(block_size.block_len(BlockIndex(count), size), 0);
         }
@@ -221,7 +229,10 @@ mod tests {
 
     #[test]
     fn log_keys_round_trip_and_sort_by_version() {
-        let location = Location { bucket: "b".into(), prefix: "db/shop.db".into() };
+        let location = Location {
+            bucket: "b".into(),
+            prefix: "db/shop.db".into(),
+        };
         let key = location.log_key(Version(42));
         assert_eq!(location.version_of_log_key(&key), Some(Version(42)));
         assert!(location.log_key(Version(9)) < location.log_key(Version(10)));

@@ -20,7 +20,10 @@ use crate::storage::{BlockIndex, ByteOffset, Snapshot, TxId};
 enum Dirty {
     /// Held in memory, `block_size` bytes long; `original` is the committed object it started
     /// from, when it started from one, so an unchanged block is not uploaded again.
-    Memory { data: Vec<u8>, original: Option<Bytes> },
+    Memory {
+        data: Vec<u8>,
+        original: Option<Bytes>,
+    },
     /// Uploaded early under the transaction's txid, `len` bytes long.
     Uploaded { len: u64 },
 }
@@ -88,15 +91,21 @@ impl DbFile {
 
     /// How many leading bytes of committed block `index` are still part of the file.
     fn committed_len(&self, index: BlockIndex) -> u64 {
-        let floor = self.txn.as_ref().map_or(self.snapshot.size, |txn| txn.floor);
+        let floor = self
+            .txn
+            .as_ref()
+            .map_or(self.snapshot.size, |txn| txn.floor);
         let start = index.0 * self.block_size();
-        self.snapshot.block_len(index).min(floor.saturating_sub(start))
+        self.snapshot
+            .block_len(index)
+            .min(floor.saturating_sub(start))
     }
 
     /// The committed object of block `index`, if any of its bytes are still in the file.
     fn committed_key(&self, index: BlockIndex) -> Option<(BlockKey, u64)> {
         let txid = self.snapshot.block_txid(index)?;
-        (self.committed_len(index) > 0).then(|| (BlockKey { index, txid }, self.snapshot.block_len(index)))
+        (self.committed_len(index) > 0)
+            .then(|| (BlockKey { index, txid }, self.snapshot.block_len(index)))
     }
 
     /// The current content of whole blocks, as this connection sees them (each at most
@@ -109,7 +118,13 @@ impl DbFile {
                 Some(Dirty::Memory { .. }) => {}
                 Some(Dirty::Uploaded { len }) => {
                     if let Some(txid) = txid {
-                        wanted.push((BlockKey { index: *index, txid }, *len));
+                        wanted.push((
+                            BlockKey {
+                                index: *index,
+                                txid,
+                            },
+                            *len,
+                        ));
                     }
                 }
                 None => wanted.extend(self.committed_key(*index)),
@@ -117,14 +132,23 @@ impl DbFile {
         }
         let fetched: BTreeMap<BlockKey, Bytes> = {
             let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
-            keys.into_iter().zip(self.database.read_blocks(&wanted)?).collect()
+            keys.into_iter()
+                .zip(self.database.read_blocks(&wanted)?)
+                .collect()
         };
         let mut views = Vec::with_capacity(indexes.len());
         for index in indexes {
             let view = match self.txn.as_ref().and_then(|txn| txn.blocks.get(index)) {
                 Some(Dirty::Memory { data, .. }) => Bytes::copy_from_slice(data),
                 Some(Dirty::Uploaded { .. }) => txid
-                    .and_then(|txid| fetched.get(&BlockKey { index: *index, txid }).cloned())
+                    .and_then(|txid| {
+                        fetched
+                            .get(&BlockKey {
+                                index: *index,
+                                txid,
+                            })
+                            .cloned()
+                    })
                     .unwrap_or_default(),
                 None => match self.committed_key(*index) {
                     Some((key, _)) => {
@@ -154,7 +178,11 @@ impl DbFile {
                 buffer[target].copy_from_slice(&view[piece.within..end]);
             }
         }
-        Ok(if available == buffer.len() { ReadOutcome::Full } else { ReadOutcome::Short })
+        Ok(if available == buffer.len() {
+            ReadOutcome::Full
+        } else {
+            ReadOutcome::Short
+        })
     }
 
     fn txn(&mut self) -> &mut Txn {
@@ -173,22 +201,33 @@ impl DbFile {
         let missing: Vec<BlockIndex> = indexes
             .iter()
             .copied()
-            .filter(|index| !matches!(self.txn.as_ref().and_then(|txn| txn.blocks.get(index)), Some(Dirty::Memory { .. })))
+            .filter(|index| {
+                !matches!(
+                    self.txn.as_ref().and_then(|txn| txn.blocks.get(index)),
+                    Some(Dirty::Memory { .. })
+                )
+            })
             .collect();
-        let load: Vec<BlockIndex> = missing.iter().copied().filter(|index| !whole.contains(index)).collect();
+        let load: Vec<BlockIndex> = missing
+            .iter()
+            .copied()
+            .filter(|index| !whole.contains(index))
+            .collect();
         let views = self.view_blocks(&load)?;
         let mut loaded: BTreeMap<BlockIndex, Bytes> = load.into_iter().zip(views).collect();
         let block_size = self.block_size() as usize;
         for index in missing {
             let original = match self.txn.as_ref().and_then(|txn| txn.blocks.get(&index)) {
-                None if self.committed_len(index) == self.snapshot.block_len(index) => match loaded.get(&index) {
-                    Some(view) => Some(view.clone()).filter(|data| !data.is_empty()),
-                    // A whole-block overwrite fetches nothing, but a cached original still
-                    // lets an unchanged block be skipped at commit.
-                    None => self
-                        .committed_key(index)
-                        .and_then(|(key, _)| self.database.cached_block(&key)),
-                },
+                None if self.committed_len(index) == self.snapshot.block_len(index) => {
+                    match loaded.get(&index) {
+                        Some(view) => Some(view.clone()).filter(|data| !data.is_empty()),
+                        // A whole-block overwrite fetches nothing, but a cached original still
+                        // lets an unchanged block be skipped at commit.
+                        None => self
+                            .committed_key(index)
+                            .and_then(|(key, _)| self.database.cached_block(&key)),
+                    }
+                }
                 _ => None,
             };
             let mut data = vec![0u8; block_size];
@@ -211,13 +250,17 @@ impl DbFile {
         let block_size = self.block_size() as usize;
         let pieces = self.snapshot.block_size.pieces(offset, data.len());
         let indexes: Vec<BlockIndex> = pieces.iter().map(|piece| piece.block).collect();
-        let whole: BTreeSet<BlockIndex> =
-            pieces.iter().filter(|piece| piece.within == 0 && piece.buffer.len() == block_size).map(|piece| piece.block).collect();
+        let whole: BTreeSet<BlockIndex> = pieces
+            .iter()
+            .filter(|piece| piece.within == 0 && piece.buffer.len() == block_size)
+            .map(|piece| piece.block)
+            .collect();
         self.make_dirty(&indexes, &whole)?;
         let txn = self.txn();
         for piece in &pieces {
             if let Some(Dirty::Memory { data: block, .. }) = txn.blocks.get_mut(&piece.block) {
-                block[piece.within..piece.within + piece.buffer.len()].copy_from_slice(&data[piece.buffer.clone()]);
+                block[piece.within..piece.within + piece.buffer.len()]
+                    .copy_from_slice(&data[piece.buffer.clone()]);
             }
         }
         txn.size = txn.size.max(offset.0 + data.len() as u64);
@@ -231,7 +274,9 @@ impl DbFile {
     /// Uploads the memory-resident dirty blocks now, keeping memory bounded; they stay
     /// invisible until the commit record names them.
     fn spill(&mut self) -> Result<()> {
-        let Some(txn) = self.txn.as_mut() else { return Ok(()) };
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok(());
+        };
         let mut upload = Vec::new();
         for (index, dirty) in txn.blocks.iter_mut() {
             if let Dirty::Memory { data, .. } = dirty {
@@ -242,8 +287,21 @@ impl DbFile {
             }
         }
         txn.memory_bytes = 0;
-        let (backend, location, txid) = (self.database.backend(), self.database.location.clone(), txn.txid);
-        runtime::block_on(async move { log::upload_blocks(&backend, &location, txid, upload).await })
+        let (backend, location, txid) = (
+            self.database.backend(),
+            self.database.location.clone(),
+            txn.txid,
+        );
+        // A block uploaded again replaces its earlier upload: no stale copy may stay cached.
+        for (index, _) in &upload {
+            self.database.forget_block(&BlockKey {
+                index: *index,
+                txid,
+            });
+        }
+        runtime::block_on(
+            async move { log::upload_blocks(&backend, &location, txid, upload).await },
+        )
     }
 
     /// Cuts or extends the file to `size` bytes.
@@ -265,7 +323,11 @@ impl DbFile {
                 *original = None;
             }
         }
-        let removed: Vec<BlockIndex> = txn.blocks.range(BlockIndex(count)..).map(|(index, _)| *index).collect();
+        let removed: Vec<BlockIndex> = txn
+            .blocks
+            .range(BlockIndex(count)..)
+            .map(|(index, _)| *index)
+            .collect();
         for index in removed {
             if let Some(Dirty::Memory { .. }) = txn.blocks.remove(&index) {
                 txn.memory_bytes -= block_size;
@@ -279,7 +341,9 @@ impl DbFile {
     /// The blocks to upload for the new version: every dirty block, plus every block whose
     /// committed object no longer matches (cut, extended, or new and never written).
     fn finish(&mut self) -> Result<Option<Transaction>> {
-        let Some(txn) = self.txn.as_ref() else { return Ok(None) };
+        let Some(txn) = self.txn.as_ref() else {
+            return Ok(None);
+        };
         let (size, txid) = (txn.size, txn.txid);
         let block_size = self.snapshot.block_size;
         let count = block_size.block_count(size);
@@ -290,19 +354,25 @@ impl DbFile {
                 match txn.blocks.get(index) {
                     Some(Dirty::Uploaded { len: uploaded }) => *uploaded != len,
                     Some(Dirty::Memory { .. }) => false,
-                    None => self.committed_len(*index) != len || self.snapshot.block_len(*index) != len,
+                    None => {
+                        self.committed_len(*index) != len || self.snapshot.block_len(*index) != len
+                    }
                 }
             })
             .collect();
         self.make_dirty(&stale, &BTreeSet::new())?;
-        let Some(txn) = self.txn.as_ref() else { return Ok(None) };
+        let Some(txn) = self.txn.as_ref() else {
+            return Ok(None);
+        };
         let mut upload = Vec::new();
         let mut uploaded = BTreeSet::new();
         for (index, dirty) in &txn.blocks {
             let len = block_size.block_len(*index, size) as usize;
             match dirty {
                 Dirty::Memory { data, original } => {
-                    let unchanged = original.as_ref().is_some_and(|original| original.len() == len && original[..] == data[..len]);
+                    let unchanged = original.as_ref().is_some_and(|original| {
+                        original.len() == len && original[..] == data[..len]
+                    });
                     if !unchanged {
                         upload.push((*index, Bytes::copy_from_slice(&data[..len])));
                     }
@@ -315,7 +385,13 @@ impl DbFile {
         if upload.is_empty() && uploaded.is_empty() && size == self.snapshot.size {
             return Ok(None);
         }
-        Ok(Some(Transaction { parent: self.snapshot.clone(), txid, size, upload, uploaded }))
+        Ok(Some(Transaction {
+            parent: self.snapshot.clone(),
+            txid,
+            size,
+            upload,
+            uploaded,
+        }))
     }
 
     /// Commits the transaction, if it changed anything: the new version becomes visible to
@@ -324,6 +400,38 @@ impl DbFile {
         if self.doomed {
             return Ok(());
         }
+        if self.is_rollback_end()? {
+            self.txn = None;
+            return Ok(());
+        }
+        self.publish()
+    }
+
+    /// Whether the pending writes are SQLite restoring pages from its journal. SQLite
+    /// increments the file change counter (header bytes 24..28) in every commit of a
+    /// rollback-journal database; a sync whose header still carries the committed counter
+    /// ends a rollback (SQLite syncs after playing a journal back), and commits nothing.
+    fn is_rollback_end(&mut self) -> Result<bool> {
+        const COUNTER: u64 = 24;
+        if self.txn.is_none()
+            || self.snapshot.version.0 == 0
+            || self.snapshot.size < COUNTER + 4
+            || self.size() < COUNTER + 4
+        {
+            return Ok(false);
+        }
+        let mut pending = [0u8; 4];
+        self.read(ByteOffset(COUNTER), &mut pending)?;
+        let txn = self.txn.take();
+        let mut committed = [0u8; 4];
+        let read = self.read(ByteOffset(COUNTER), &mut committed);
+        self.txn = txn;
+        read?;
+        Ok(pending == committed)
+    }
+
+    /// Publishes the pending writes as the next version.
+    fn publish(&mut self) -> Result<()> {
         let prepared = match self.finish() {
             Ok(prepared) => prepared,
             Err(error) => return Err(self.abandon(error)),
@@ -335,7 +443,15 @@ impl DbFile {
         let written: Vec<(BlockKey, Bytes)> = transaction
             .upload
             .iter()
-            .map(|(index, data)| (BlockKey { index: *index, txid: transaction.txid }, data.clone()))
+            .map(|(index, data)| {
+                (
+                    BlockKey {
+                        index: *index,
+                        txid: transaction.txid,
+                    },
+                    data.clone(),
+                )
+            })
             .collect();
         let (backend, location) = (self.database.backend(), self.database.location.clone());
         match runtime::block_on(log::commit(backend, location, transaction)) {
@@ -356,12 +472,19 @@ impl DbFile {
     /// last page, so the version only reclaims space; if it cannot be published, the larger
     /// file stays, which is harmless, and the error is only logged.
     pub fn commit_shrink(&mut self) {
-        let shrink_only = self.txn.as_ref().is_some_and(|txn| txn.size < self.snapshot.size && txn.size == txn.floor);
+        let shrink_only = self
+            .txn
+            .as_ref()
+            .is_some_and(|txn| txn.size < self.snapshot.size && txn.size == txn.floor);
         if !shrink_only {
             return;
         }
-        if let Err(error) = self.sync() {
-            crate::ffi::report(error.sqlite_code(crate::error::Operation::Sync), &error.to_string(), false);
+        if let Err(error) = self.publish() {
+            crate::ffi::report(
+                error.sqlite_code(crate::error::Operation::Sync),
+                &error.to_string(),
+                false,
+            );
         }
     }
 
@@ -384,7 +507,10 @@ impl DbFile {
             match self.database.refresh(self.staleness) {
                 Ok(snapshot) => self.snapshot = snapshot,
                 Err(error) => {
-                    self.database.locks.lock().unlock(self.holder, LockLevel::None);
+                    self.database
+                        .locks
+                        .lock()
+                        .unlock(self.holder, LockLevel::None);
                     return Err(error);
                 }
             }
@@ -413,7 +539,10 @@ impl DbFile {
 
 impl Drop for DbFile {
     fn drop(&mut self) {
-        self.database.locks.lock().unlock(self.holder, LockLevel::None);
+        self.database
+            .locks
+            .lock()
+            .unlock(self.holder, LockLevel::None);
     }
 }
 
@@ -442,7 +571,8 @@ mod tests {
     }
 
     fn config(block_size: u64, cache_size: u64) -> Config {
-        let mut config = Config::parse("model.db", &[("bucket".into(), "memory".into())], |_| None).expect("valid");
+        let mut config = Config::parse("model.db", &[("bucket".into(), "memory".into())], |_| None)
+            .expect("valid");
         config.block_size = BlockSize::new(block_size);
         config.cache_size = cache_size;
         config
@@ -457,14 +587,19 @@ mod tests {
     fn run_model(seed: u64, block_size: u64, cache_size: u64) {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let config = config(block_size, cache_size);
-        let database = Database::with_backend(&config, backend.clone(), RetryPolicy::default()).expect("opens");
+        let database = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+            .expect("opens");
         let mut file = DbFile::new(database, Duration::ZERO);
         let mut rng = Rng(seed);
         let mut committed: Vec<u8> = Vec::new();
         let mut current: Vec<u8> = Vec::new();
         for step in 0..300 {
-            file.lock(LockLevel::Shared).expect("locks").expect("not busy");
-            file.lock(LockLevel::Reserved).expect("locks").expect("not busy");
+            file.lock(LockLevel::Shared)
+                .expect("locks")
+                .expect("not busy");
+            file.lock(LockLevel::Reserved)
+                .expect("locks")
+                .expect("not busy");
             for _ in 0..rng.below(6) {
                 match rng.below(10) {
                     0 => {
@@ -484,21 +619,38 @@ mod tests {
                     }
                 }
                 assert_eq!(file.size(), current.len() as u64, "step {step}");
-                assert_eq!(read_all(&mut file), current, "step {step}: read inside the transaction");
+                assert_eq!(
+                    read_all(&mut file),
+                    current,
+                    "step {step}: read inside the transaction"
+                );
             }
             if rng.below(4) == 0 {
                 current = committed.clone();
             } else {
+                // As SQLite does in every commit, bump the file change counter.
+                if current.len() >= 28 {
+                    let counter = (step as u32 + 1).to_be_bytes();
+                    current[24..28].copy_from_slice(&counter);
+                    file.write(ByteOffset(24), &counter).expect("writes");
+                }
                 file.sync().expect("commits");
                 committed = current.clone();
             }
             file.unlock(LockLevel::None);
-            file.lock(LockLevel::Shared).expect("locks").expect("not busy");
-            assert_eq!(read_all(&mut file), committed, "step {step}: after commit or rollback");
+            file.lock(LockLevel::Shared)
+                .expect("locks")
+                .expect("not busy");
+            assert_eq!(
+                read_all(&mut file),
+                committed,
+                "step {step}: after commit or rollback"
+            );
             file.unlock(LockLevel::None);
         }
         // A fresh process (a new Database on the same store) sees the last commit.
-        let reopened = Database::with_backend(&config, backend, RetryPolicy::default()).expect("reopens");
+        let reopened =
+            Database::with_backend(&config, backend, RetryPolicy::default()).expect("reopens");
         let mut file = DbFile::new(reopened, Duration::ZERO);
         assert_eq!(read_all(&mut file), committed);
     }
@@ -517,9 +669,13 @@ mod tests {
     #[test]
     fn a_commit_that_changes_nothing_creates_no_version() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let database = Database::with_backend(&config(512, 1 << 20), backend, RetryPolicy::default()).expect("opens");
+        let database =
+            Database::with_backend(&config(512, 1 << 20), backend, RetryPolicy::default())
+                .expect("opens");
         let mut file = DbFile::new(database.clone(), Duration::ZERO);
-        file.lock(LockLevel::Reserved).expect("locks").expect("not busy");
+        file.lock(LockLevel::Reserved)
+            .expect("locks")
+            .expect("not busy");
         file.write(ByteOffset(0), &[7u8; 700]).expect("writes");
         file.sync().expect("commits");
         assert_eq!(database.version().0, 1);

@@ -64,8 +64,11 @@ fn registry() -> &'static Mutex<HashMap<RegistryKey, Weak<Database>>> {
     REGISTRY.get_or_init(Default::default)
 }
 
-fn clients() -> &'static Mutex<HashMap<(u32, Endpoint, String), Arc<dyn Backend>>> {
-    static CLIENTS: OnceLock<Mutex<HashMap<(u32, Endpoint, String), Arc<dyn Backend>>>> = OnceLock::new();
+/// S3 clients by runtime generation, endpoint and bucket.
+type Clients = Mutex<HashMap<(u32, Endpoint, String), Arc<dyn Backend>>>;
+
+fn clients() -> &'static Clients {
+    static CLIENTS: OnceLock<Clients> = OnceLock::new();
     CLIENTS.get_or_init(Default::default)
 }
 
@@ -76,8 +79,11 @@ fn s3_backend(endpoint: &Endpoint, bucket: &str) -> Result<Arc<dyn Backend>> {
         return Ok(backend.clone());
     }
     let (endpoint_owned, bucket_owned) = (endpoint.clone(), bucket.to_string());
-    let backend: Arc<dyn Backend> =
-        runtime::block_on(async move { Ok(Arc::new(S3Backend::connect(&endpoint_owned, &bucket_owned).await)) })?;
+    let backend: Arc<dyn Backend> = runtime::block_on(async move {
+        Ok(Arc::new(
+            S3Backend::connect(&endpoint_owned, &bucket_owned).await,
+        ))
+    })?;
     clients().lock().insert(key, backend.clone());
     Ok(backend)
 }
@@ -107,17 +113,25 @@ impl Database {
     }
 
     /// Opens the database on `backend`, loading its newest version (bounded requests).
-    pub fn with_backend(config: &Config, backend: Arc<dyn Backend>, retry: RetryPolicy) -> Result<Arc<Database>> {
+    pub fn with_backend(
+        config: &Config,
+        backend: Arc<dyn Backend>,
+        retry: RetryPolicy,
+    ) -> Result<Arc<Database>> {
         let metrics = Arc::new(Metrics::default());
-        let metered: Arc<dyn Backend> =
-            Arc::new(MeteredBackend::new(backend, vec![metrics.clone(), process_metrics().clone()]));
+        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(
+            backend,
+            vec![metrics.clone(), process_metrics().clone()],
+        ));
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(metered, retry));
         let location = config.location.clone();
         let loaded = {
             let (backend, location) = (backend.clone(), location.clone());
             runtime::block_on(log::load_latest(backend, location, None))?
         };
-        let block_size = config.block_size.unwrap_or(crate::storage::BlockSize::DEFAULT);
+        let block_size = config
+            .block_size
+            .unwrap_or(crate::storage::BlockSize::DEFAULT);
         let snapshot = loaded.unwrap_or_else(|| Arc::new(Snapshot::empty(block_size)));
         let database = Arc::new(Database {
             location,
@@ -125,7 +139,10 @@ impl Database {
             backend,
             metrics,
             cache: BlockCache::new(config.cache_size),
-            latest: Mutex::new(Latest { snapshot, checked: Instant::now() }),
+            latest: Mutex::new(Latest {
+                snapshot,
+                checked: Instant::now(),
+            }),
             locks: Mutex::new(LockTable::default()),
         });
         database.check_block_size(config)?;
@@ -212,6 +229,10 @@ impl Database {
     /// A block if this process has it cached; never fetches.
     pub fn cached_block(&self, key: &BlockKey) -> Option<Bytes> {
         self.cache.peek(key)
+    }
+
+    pub fn forget_block(&self, key: &BlockKey) {
+        self.cache.forget(key);
     }
 
     pub fn remember_block(&self, key: BlockKey, data: Bytes) {

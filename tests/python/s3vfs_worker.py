@@ -1,0 +1,301 @@
+"""Worker processes of the Python tests: `python s3vfs_worker.py COMMAND ARGS...`.
+
+Each command prints one JSON object per line on stdout; the last one is its result. Anything
+unexpected raises, so the process exits non-zero with a traceback on stderr.
+"""
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import apsw
+
+from s3vfs_util import connect, extended_code, integrity, load, stats
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def payload(seed, size):
+    return random.Random(seed).randbytes(size)
+
+
+def vm_hwm_kib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
+def wait_for_files(paths, timeout):
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in paths):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"barrier: {[str(p) for p in paths if not p.exists()]} never appeared")
+        time.sleep(0.005)
+
+
+def cmd_read(name):
+    """Reads table t back and checks the database."""
+    conn = connect(name)
+    rows = conn.execute("SELECT id, val FROM t ORDER BY id").fetchall()
+    emit({"rows": [list(row) for row in rows], "integrity": integrity(conn), "version": stats(conn)["version"]})
+
+
+def cmd_insert(name, start, count):
+    """Inserts rows start..start+count-1 into table t in one transaction."""
+    conn = connect(name)
+    start, count = int(start), int(count)
+    conn.execute("BEGIN")
+    for i in range(start, start + count):
+        conn.execute("INSERT INTO t(id, val) VALUES(?, ?)", (i, f"from-b-{i}"))
+    conn.execute("COMMIT")
+    emit({"inserted": list(range(start, start + count)), "version": stats(conn)["version"]})
+
+
+def cmd_conflict(name, barrier_dir, me, parties):
+    """One racer: read the counter in a write transaction, wait for the others, increment it."""
+    barrier = Path(barrier_dir)
+    conn = connect(name)
+    conn.execute("BEGIN IMMEDIATE")
+    (seen,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+    (barrier / f"ready-{me}").touch()
+    wait_for_files([barrier / f"ready-{i}" for i in range(int(parties))], timeout=30)
+    conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+    result = {"me": int(me), "seen": seen}
+    try:
+        conn.execute("COMMIT")
+        result.update(committed=True)
+    except apsw.Error as error:
+        result.update(
+            committed=False,
+            error=type(error).__name__,
+            extended=extended_code(error),
+            message=str(error),
+            in_transaction_after=conn.in_transaction,
+        )
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    (result["after"],) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+    result["integrity"] = integrity(conn)
+    emit(result)
+
+
+def cmd_increment(name, me, count):
+    """Increments the counter `count` times, retrying each whole transaction on BUSY, and logs
+    every successful increment."""
+    me, count = int(me), int(count)
+    conn = connect(name)
+    done = attempts = 0
+    busy_codes = {}
+    while done < count:
+        attempts += 1
+        if attempts > 50 * count:
+            raise RuntimeError(f"gave up after {attempts} attempts, {done} increments done")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            (n,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+            conn.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))
+            conn.execute("INSERT INTO log(worker, value) VALUES(?, ?)", (me, n + 1))
+            conn.execute("COMMIT")
+            done += 1
+        except apsw.BusyError as error:
+            code = str(extended_code(error))
+            busy_codes[code] = busy_codes.get(code, 0) + 1
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            time.sleep(random.uniform(0, 0.03))
+    emit({"me": me, "done": done, "attempts": attempts, "busy": busy_codes})
+
+
+def cmd_batches(name):
+    """Commits batches of 200 rows of ~500 random bytes forever, reporting each committed batch
+    only after its COMMIT returned. The parent kills it."""
+    conn = connect(name, block_size=4096)
+    (batch,) = conn.execute("SELECT coalesce(max(batch), 0) FROM rows").fetchone()
+    emit({"started_after": batch})
+    while True:
+        batch += 1
+        conn.execute("BEGIN")
+        conn.execute(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200) "
+            "INSERT INTO rows(batch, i, payload) SELECT ?, i, randomblob(500) FROM s",
+            (batch,),
+        )
+        conn.execute("COMMIT")
+        emit({"committed": batch})
+
+
+def cmd_fork(name):
+    """Uses the database, forks, and has the child open its own connection, read and write."""
+    conn = connect(name)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
+    conn.execute("INSERT INTO t(who) VALUES('parent-before-fork')")
+    before = [row[0] for row in conn.execute("SELECT who FROM t ORDER BY id")]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            child = connect(name)
+            seen = [row[0] for row in child.execute("SELECT who FROM t ORDER BY id")]
+            assert seen == ["parent-before-fork"], f"child saw {seen}"
+            child.execute("INSERT INTO t(who) VALUES('child')")
+            seen = [row[0] for row in child.execute("SELECT who FROM t ORDER BY id")]
+            assert seen == ["parent-before-fork", "child"], f"child saw after its insert {seen}"
+            assert integrity(child) == ["ok"], integrity(child)
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    deadline = time.monotonic() + 30
+    child_status = None
+    while time.monotonic() < deadline:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            child_status = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.02)
+    if child_status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        child_status = "hung: killed after 30 s"
+    after = [row[0] for row in conn.execute("SELECT who FROM t ORDER BY id")]
+    conn.execute("INSERT INTO t(who) VALUES('parent-after-fork')")
+    final = [row[0] for row in conn.execute("SELECT who FROM t ORDER BY id")]
+    emit({"before": before, "child_status": child_status, "after": after, "final": final,
+          "integrity": integrity(conn)})
+
+
+BIG_ROWS = 2000
+BIG_SIZE = 10_000
+
+
+def table_digest(conn):
+    digest = hashlib.sha256()
+    for row_id, data in conn.execute("SELECT id, payload FROM big ORDER BY id"):
+        digest.update(row_id.to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def expected_digest(ids):
+    digest = hashlib.sha256()
+    for row_id in ids:
+        digest.update(row_id.to_bytes(8, "little"))
+        digest.update(payload(row_id, BIG_SIZE))
+    return digest.hexdigest()
+
+
+def summary(conn):
+    count, id_sum, byte_sum = conn.execute(
+        "SELECT count(*), coalesce(sum(id), 0), coalesce(sum(length(payload)), 0) FROM big"
+    ).fetchone()
+    return {"count": count, "id_sum": id_sum, "bytes": byte_sum}
+
+
+def insert_big_rows(conn, ids):
+    for row_id in ids:
+        conn.execute("INSERT INTO big(id, payload) VALUES(?, ?)", (row_id, payload(row_id, BIG_SIZE)))
+
+
+def requests(conn):
+    return stats(conn)["database"]["requests"]
+
+
+def cmd_big_commit(name):
+    """One ~20 MB transaction with cache_size=1M, committed."""
+    conn = connect(name, cache_size="1M")
+    conn.execute("CREATE TABLE big(id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    hwm_start = vm_hwm_kib()
+    result = {"rows": BIG_ROWS, "row_bytes": BIG_SIZE}
+    start = time.monotonic()
+    before = requests(conn)
+    conn.execute("BEGIN")
+    insert_big_rows(conn, range(1, BIG_ROWS + 1))
+    mid = requests(conn)
+    conn.execute("COMMIT")
+    result["seconds"] = round(time.monotonic() - start, 2)
+    result["puts_before_commit"] = mid["put"] - before["put"]
+    result["bytes_up_before_commit"] = mid["bytes_up"] - before["bytes_up"]
+    result["commit_records_before_commit"] = mid["put_if_absent"] - before["put_if_absent"]
+    result["hwm_growth_kib"] = vm_hwm_kib() - hwm_start
+    result["summary"] = summary(conn)
+    result["digest"] = table_digest(conn)
+    result["expected_digest"] = expected_digest(range(1, BIG_ROWS + 1))
+    result["integrity"] = integrity(conn)
+    result["version"] = stats(conn)["version"]
+    emit(result)
+
+
+BASE_ROWS = 100
+
+
+def cmd_big_rollback(name):
+    """A small committed table, then a ~20 MB transaction (cache_size=1M) that also deletes
+    and changes committed rows, rolled back."""
+    conn = connect(name, cache_size="1M")
+    conn.execute("CREATE TABLE big(id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    for first in range(1, BASE_ROWS + 1, 10):
+        conn.execute("BEGIN")
+        insert_big_rows(conn, range(first, first + 10))
+        conn.execute("COMMIT")
+    result = {"base_rows": BASE_ROWS, "rows": BIG_ROWS, "row_bytes": BIG_SIZE}
+    result["before"] = summary(conn)
+    result["version_before"] = stats(conn)["version"]
+    result["expected_digest"] = expected_digest(range(1, BASE_ROWS + 1))
+    result["digest_before"] = table_digest(conn)
+    hwm_start = vm_hwm_kib()
+    start = time.monotonic()
+    before = requests(conn)
+    conn.execute("BEGIN")
+    insert_big_rows(conn, range(BASE_ROWS + 1, BASE_ROWS + BIG_ROWS + 1))
+    conn.execute("DELETE FROM big WHERE id % 3 = 0 AND id <= ?", (BASE_ROWS,))
+    conn.execute("UPDATE big SET payload = zeroblob(100) WHERE id % 7 = 0 AND id <= ?", (BASE_ROWS,))
+    result["inside"] = summary(conn)
+    mid = requests(conn)
+    conn.execute("ROLLBACK")
+    result["seconds"] = round(time.monotonic() - start, 2)
+    result["puts_before_rollback"] = mid["put"] - before["put"]
+    result["hwm_growth_kib"] = vm_hwm_kib() - hwm_start
+    result["after"] = summary(conn)
+    result["digest_after"] = table_digest(conn)
+    result["integrity"] = integrity(conn)
+    result["version_after"] = stats(conn)["version"]
+    after = requests(conn)
+    result["commit_records_by_rollback"] = after["put_if_absent"] - mid["put_if_absent"]
+    emit(result)
+
+
+def cmd_digest(name):
+    """The content of table big as a fresh process reads it."""
+    conn = connect(name)
+    emit({"summary": summary(conn), "digest": table_digest(conn), "integrity": integrity(conn),
+          "version": stats(conn)["version"]})
+
+
+COMMANDS = {
+    "read": cmd_read,
+    "insert": cmd_insert,
+    "conflict": cmd_conflict,
+    "increment": cmd_increment,
+    "batches": cmd_batches,
+    "fork": cmd_fork,
+    "big_commit": cmd_big_commit,
+    "big_rollback": cmd_big_rollback,
+    "digest": cmd_digest,
+}
+
+
+if __name__ == "__main__":
+    load()
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
