@@ -7,7 +7,7 @@ UNAME := $(shell uname -s)
 EXT := $(if $(filter Darwin,$(UNAME)),dylib,so)
 LIB := target/debug/libs3vfs.$(EXT)
 SERVER := bash scripts/s3-server.sh
-WITH_SERVER := eval "$$($(SERVER) env)" && export S3VFS_LIB=$(CURDIR)/target/debug/libs3vfs &&
+WITH_SERVER := eval "$$($(SERVER) env)" && export S3VFS_LIB=$(CURDIR)/$(LIB) &&
 
 .PHONY: all build demo server stop test test-rust test-sql test-python lint clean
 

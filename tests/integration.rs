@@ -122,6 +122,25 @@ fn checksum(connection: &Connection) -> String {
         .unwrap_or_default()
 }
 
+/// Runs `script` through the sqlite3 CLI `command`.
+fn run_cli(command: &mut Command, script: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sqlite3 CLI runs (apt-get install sqlite3)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write the script");
+    child.wait_with_output().expect("the sqlite3 CLI finishes")
+}
+
 fn sqlite_code(error: &rusqlite::Error) -> Option<(ErrorCode, i32)> {
     match error {
         rusqlite::Error::SqliteFailure(failure, _) => Some((failure.code, failure.extended_code)),
@@ -136,6 +155,19 @@ fn last_error(connection: &Connection) -> String {
         })
         .expect("last error")
         .unwrap_or_default()
+}
+
+/// Opens `name` expecting SQLITE_CANTOPEN; returns s3vfs's message about why.
+fn open_refused(name: &str, parameters: &str) -> String {
+    let error = try_open(name, parameters)
+        .map(|_| ())
+        .expect_err("the open must fail");
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen),
+        "{parameters}: {error}"
+    );
+    last_error(&Connection::open_in_memory().expect("memory"))
 }
 
 #[test]
@@ -153,26 +185,38 @@ fn round_trip_and_reopen_in_a_new_process() {
         library().display(),
         uri(&name, "")
     );
-    let output = Command::new("sqlite3")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("the sqlite3 CLI runs");
+    let output = run_cli(&mut Command::new("sqlite3"), &script);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         stdout,
         "501|CAFE\nok\n",
         "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_cli_loads_the_library_by_its_bare_name() {
+    // Exactly `.load ./libs3vfs`: SQLite adds the suffix and derives `sqlite3_svfs_init`.
+    let directory = std::env::temp_dir().join(format!("s3vfs-load-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temp dir");
+    let suffix = if cfg!(target_os = "macos") {
+        "dylib"
+    } else {
+        "so"
+    };
+    let built = library().with_extension(suffix);
+    std::fs::copy(&built, directory.join(format!("libs3vfs.{suffix}"))).expect("copy the library");
+    let script = format!(
+        ".load ./libs3vfs\n.open '{}'\nSELECT s3vfs_version();\n",
+        uri(&unique("bare-load"), "")
+    );
+    let output = run_cli(Command::new("sqlite3").current_dir(&directory), &script);
+    std::fs::remove_dir_all(&directory).ok();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("s3vfs "),
+        "stdout: {stdout} stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -495,30 +539,14 @@ fn bad_uri_parameters_fail_the_open_with_a_message() {
         ("staleness=soon", "staleness"),
         ("endpoint=localhost:1", "endpoint"),
     ] {
-        let error = try_open(&unique("bad"), parameters)
-            .map(|_| ())
-            .expect_err(parameters);
-        assert_eq!(
-            sqlite_code(&error).map(|code| code.0),
-            Some(ErrorCode::CannotOpen),
-            "{parameters}: {error}"
-        );
-        let probe = Connection::open_in_memory().expect("memory");
-        let message = last_error(&probe);
+        let message = open_refused(&unique("bad"), parameters);
         assert!(message.contains(expected), "{parameters}: {message}");
     }
 }
 
 #[test]
 fn a_missing_bucket_is_named() {
-    let error = try_open(&unique("nobucket"), "bucket=s3vfs-no-such-bucket")
-        .map(|_| ())
-        .expect_err("must fail");
-    assert_eq!(
-        sqlite_code(&error).map(|code| code.0),
-        Some(ErrorCode::CannotOpen)
-    );
-    let message = last_error(&Connection::open_in_memory().expect("memory"));
+    let message = open_refused(&unique("nobucket"), "bucket=s3vfs-no-such-bucket");
     assert!(
         message.contains("s3vfs-no-such-bucket") && message.contains("does not exist"),
         "{message}"
@@ -532,22 +560,10 @@ fn bad_credentials_are_refused_with_a_message() {
         library().display(),
         uri(&unique("creds"), "")
     );
-    let output = Command::new("sqlite3")
-        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("the sqlite3 CLI runs");
+    let output = run_cli(
+        Command::new("sqlite3").env("AWS_SECRET_ACCESS_KEY", "wrong-secret"),
+        &script,
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("403") && stderr.contains("AWS_SECRET_ACCESS_KEY"),
@@ -560,14 +576,7 @@ fn bad_credentials_are_refused_with_a_message() {
 fn a_conflicting_block_size_is_refused_and_changes_nothing() {
     let name = unique("blocksize");
     fill(&open(&name, "block_size=4096"), 10, 10);
-    let error = try_open(&name, "block_size=8192")
-        .map(|_| ())
-        .expect_err("must fail");
-    assert_eq!(
-        sqlite_code(&error).map(|code| code.0),
-        Some(ErrorCode::CannotOpen)
-    );
-    let message = last_error(&Connection::open_in_memory().expect("memory"));
+    let message = open_refused(&name, "block_size=8192");
     assert!(
         message.contains("block_size=8192") && message.contains("block_size=4096"),
         "{message}"
@@ -659,14 +668,7 @@ fn an_unknown_format_version_is_refused() {
         &format!("{name}/log/{:020}", 2),
         br#"{"format":99,"version":2}"#,
     );
-    let error = try_open(&name, &other_host())
-        .map(|_| ())
-        .expect_err("must fail");
-    assert_eq!(
-        sqlite_code(&error).map(|code| code.0),
-        Some(ErrorCode::CannotOpen)
-    );
-    let message = last_error(&Connection::open_in_memory().expect("memory"));
+    let message = open_refused(&name, &other_host());
     assert!(message.contains("format 99"), "{message}");
 }
 
