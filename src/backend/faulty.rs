@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{Backend, BackendError, BackendErrorKind, BackendResult, PutOutcome};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo, PutOutcome};
 
 /// What to do to the next matching request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,11 @@ impl Backend for FaultyBackend {
         .await
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> BackendResult<Vec<ObjectInfo>> {
         self.around("LIST", prefix, self.inner.list(prefix, start_after))
             .await
     }

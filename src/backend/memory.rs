@@ -6,11 +6,33 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{Backend, BackendResult, PutOutcome};
+use super::{Backend, BackendResult, ObjectInfo, PutOutcome};
+
+#[derive(Clone)]
+struct Stored {
+    body: Bytes,
+    modified_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Stored {
+    fn new(body: Bytes) -> Stored {
+        Stored {
+            body,
+            modified_ms: now_ms(),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct MemoryBackend {
-    objects: Mutex<BTreeMap<String, Bytes>>,
+    objects: Mutex<BTreeMap<String, Stored>>,
 }
 
 impl MemoryBackend {
@@ -23,11 +45,23 @@ impl MemoryBackend {
     }
 
     pub fn object(&self, key: &str) -> Option<Bytes> {
-        self.objects.lock().get(key).cloned()
+        self.objects
+            .lock()
+            .get(key)
+            .map(|stored| stored.body.clone())
     }
 
     pub fn set_object(&self, key: &str, body: Bytes) {
-        self.objects.lock().insert(key.to_string(), body);
+        self.objects
+            .lock()
+            .insert(key.to_string(), Stored::new(body));
+    }
+
+    /// Moves an object's modification time `by_ms` into the past.
+    pub fn age_object(&self, key: &str, by_ms: u64) {
+        if let Some(stored) = self.objects.lock().get_mut(key) {
+            stored.modified_ms = stored.modified_ms.saturating_sub(by_ms);
+        }
     }
 }
 
@@ -38,11 +72,11 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
-        Ok(self.objects.lock().get(key).cloned())
+        Ok(self.object(key))
     }
 
     async fn put(&self, key: &str, body: Bytes) -> BackendResult<()> {
-        self.objects.lock().insert(key.to_string(), body);
+        self.set_object(key, body);
         Ok(())
     }
 
@@ -51,17 +85,25 @@ impl Backend for MemoryBackend {
         if objects.contains_key(key) {
             return Ok(PutOutcome::AlreadyExists);
         }
-        objects.insert(key.to_string(), body);
+        objects.insert(key.to_string(), Stored::new(body));
         Ok(PutOutcome::Created)
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> BackendResult<Vec<ObjectInfo>> {
         let objects = self.objects.lock();
         Ok(objects
-            .keys()
-            .filter(|key| key.starts_with(prefix))
-            .filter(|key| start_after.is_none_or(|after| key.as_str() > after))
-            .cloned()
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .filter(|(key, _)| start_after.is_none_or(|after| key.as_str() > after))
+            .map(|(key, stored)| ObjectInfo {
+                key: key.clone(),
+                size: stored.body.len() as u64,
+                modified_ms: stored.modified_ms,
+            })
             .collect())
     }
 

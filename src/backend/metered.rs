@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{Backend, BackendResult, PutOutcome};
+use super::{Backend, BackendResult, ObjectInfo, PutOutcome};
 
 /// Request and byte counters; every attempt counts, retries included.
 #[derive(Default, Debug)]
@@ -121,7 +121,11 @@ impl Backend for MeteredBackend {
         result
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> BackendResult<Vec<ObjectInfo>> {
         let result = self.inner.list(prefix, start_after).await;
         self.count(|metrics| &metrics.list, &result);
         result

@@ -77,6 +77,15 @@ pub enum PutOutcome {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// One object as a LIST reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch, by the store's clock.
+    pub modified_ms: u64,
+}
+
 /// An object store: one bucket, flat keys.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -88,8 +97,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn put(&self, key: &str, body: Bytes) -> BackendResult<()>;
     /// Creates an object only if the key does not exist (`If-None-Match: *`), atomically.
     async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome>;
-    /// Every key under `prefix`, in ascending order, after `start_after` when given.
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>>;
+    /// Every object under `prefix`, in ascending key order, after `start_after` when given.
+    async fn list(&self, prefix: &str, start_after: Option<&str>)
+        -> BackendResult<Vec<ObjectInfo>>;
     /// Deletes keys; a key that does not exist is not an error.
     async fn delete(&self, keys: &[String]) -> BackendResult<()>;
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Backend, BackendErrorKind, BackendResult, PutOutcome};
+use super::{Backend, BackendErrorKind, BackendResult, ObjectInfo, PutOutcome};
 
 /// How long and how often to retry.
 #[derive(Clone, Copy, Debug)]
@@ -85,7 +85,11 @@ impl Backend for RetryingBackend {
             .await
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> BackendResult<Vec<ObjectInfo>> {
         self.retry(|| self.inner.list(prefix, start_after)).await
     }
 

@@ -13,7 +13,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use bytes::Bytes;
 
-use super::{Backend, BackendError, BackendErrorKind, BackendResult, PutOutcome};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo, PutOutcome};
 
 /// How to reach the server; credentials come from the standard AWS chain.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -195,8 +195,12 @@ impl Backend for S3Backend {
         }
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> BackendResult<Vec<String>> {
-        let mut keys = Vec::new();
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> BackendResult<Vec<ObjectInfo>> {
+        let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let request = self
@@ -210,11 +214,17 @@ impl Backend for S3Backend {
                 .send()
                 .await
                 .map_err(|error| self.error("LIST", prefix, error))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|object| object.key().map(str::to_string)),
-            );
+            objects.extend(page.contents().iter().filter_map(|object| {
+                Some(ObjectInfo {
+                    key: object.key()?.to_string(),
+                    size: object.size().unwrap_or_default().max(0) as u64,
+                    modified_ms: object
+                        .last_modified()
+                        .and_then(|time| time.to_millis().ok())
+                        .unwrap_or_default()
+                        .max(0) as u64,
+                })
+            }));
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated().unwrap_or(false) => {
                     token = Some(next.to_string())
@@ -222,11 +232,21 @@ impl Backend for S3Backend {
                 _ => break,
             }
         }
-        Ok(keys)
+        Ok(objects)
     }
 
+    /// DeleteObjects, 1,000 keys a request; a key the store refused to delete is an error.
     async fn delete(&self, keys: &[String]) -> BackendResult<()> {
         for chunk in keys.chunks(1000) {
+            let first = chunk.first().cloned().unwrap_or_default();
+            let failed = |status: Option<u16>, detail: String| BackendError {
+                kind: BackendErrorKind::Permanent,
+                operation: "DELETE",
+                bucket: self.bucket.clone(),
+                key: first.clone(),
+                status,
+                detail,
+            };
             let objects = chunk
                 .iter()
                 .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
@@ -235,22 +255,30 @@ impl Backend for S3Backend {
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(|error| BackendError {
-                    kind: BackendErrorKind::Permanent,
-                    operation: "DELETE",
-                    bucket: self.bucket.clone(),
-                    key: chunk.first().cloned().unwrap_or_default(),
-                    status: None,
-                    detail: error.to_string(),
-                })?;
-            let first = chunk.first().cloned().unwrap_or_default();
-            self.client
+                .map_err(|error| failed(None, error.to_string()))?;
+            let output = self
+                .client
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
                 .send()
                 .await
                 .map_err(|error| self.error("DELETE", &first, error))?;
+            if let Some(refused) = output.errors().first() {
+                return Err(BackendError {
+                    key: refused.key().unwrap_or_default().to_string(),
+                    ..failed(
+                        None,
+                        format!(
+                            "{} of {} keys not deleted: {} {}",
+                            output.errors().len(),
+                            chunk.len(),
+                            refused.code().unwrap_or_default(),
+                            refused.message().unwrap_or_default()
+                        ),
+                    )
+                });
+            }
         }
         Ok(())
     }

@@ -75,7 +75,7 @@ async fn newest_version(
         .await?;
     let newest = keys
         .iter()
-        .filter_map(|key| location.version_of_log_key(key))
+        .filter_map(|object| location.version_of_log_key(&object.key))
         .max();
     Ok(match (newest, after) {
         (Some(version), _) => Some(version),
