@@ -13,10 +13,11 @@
 # equal sql-tests/NNN_name.sql.expected exactly; a mismatch prints a unified diff.
 #
 # Placeholders substituted in the SQL before it reaches sqlite3 (the shell does not expand
-# variables): @LIB@ (the extension, S3VFS_LIB), @BUCKET@ (this run's bucket) and @SQLITE@
-# (the sqlite3 binary, for `.system` children). In the output, this run's bucket name, the
-# library path, the sqlite3 path and the endpoint URL are turned back into @BUCKET@, @LIB@,
-# @SQLITE@ and @ENDPOINT@, so expected files do not depend on them.
+# variables): @LIB@ (the extension, S3VFS_LIB), @BUCKET@ (this run's bucket), @SQLITE@
+# (the sqlite3 binary, for `.system` children) and @TMP@ (an empty local directory of the
+# test's own, for files it reads and writes). In the output, this run's bucket name, the
+# library path, the sqlite3 path, the directory and the endpoint URL are turned back into
+# @BUCKET@, @LIB@, @SQLITE@, @TMP@ and @ENDPOINT@, so expected files do not depend on them.
 #
 # Every run of the suite creates a fresh bucket sqltests-<random hex> (exported as
 # S3VFS_BUCKET), so reruns are independent; it is emptied and deleted at the end unless
@@ -128,14 +129,16 @@ for file in "${tests[@]}"; do
   selected "$name" || continue
   expected="$file.expected"
   actual="$WORK/$name.out"
+  scratch="$WORK/$name.tmp"
+  mkdir -p "$scratch"
 
   sql="$(cat "$file"; echo x)"
   sql="${sql%x}"
-  sql="$(replace_all "$sql" @LIB@ "$LIB" @BUCKET@ "$BUCKET" @SQLITE@ "$SQLITE"; echo x)"
+  sql="$(replace_all "$sql" @LIB@ "$LIB" @BUCKET@ "$BUCKET" @SQLITE@ "$SQLITE" @TMP@ "$scratch"; echo x)"
   sql="${sql%x}"
 
   started=$SECONDS
-  output="$(printf '%s' "$sql" | timeout "$TIMEOUT" "$STDBUF" -oL "$SQLITE" -batch -init /dev/null 2>&1; echo "x${PIPESTATUS[1]}")"
+  output="$(cd "$scratch" && printf '%s' "$sql" | timeout "$TIMEOUT" "$STDBUF" -oL "$SQLITE" -batch -init /dev/null 2>&1; echo "x${PIPESTATUS[1]}")"
   status="${output##*x}"
   output="${output%x*}"
   elapsed=$((SECONDS - started))
@@ -147,7 +150,7 @@ for file in "${tests[@]}"; do
       output+="[sqlite3 exited with status $status]"$'\n'
     fi
   fi
-  replace_all "$output" "$BUCKET" @BUCKET@ "$LIB" @LIB@ "$SQLITE" @SQLITE@ "${AWS_ENDPOINT_URL:-}" @ENDPOINT@ >"$actual"
+  replace_all "$output" "$scratch" @TMP@ "$BUCKET" @BUCKET@ "$LIB" @LIB@ "$SQLITE" @SQLITE@ "${AWS_ENDPOINT_URL:-}" @ENDPOINT@ >"$actual"
 
   if [[ "${UPDATE_EXPECTED:-0}" == 1 ]]; then
     cp "$actual" "$expected"

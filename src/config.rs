@@ -192,6 +192,72 @@ impl Config {
     }
 }
 
+/// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = text.get(index + 1..index + 3)?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Splits a SQLite URI filename, `file:NAME?key=value&...`, into its path and parameters,
+/// following SQLite's rules: an authority, if any, must be empty or `localhost`; `%XX`
+/// escapes are decoded; a fragment is ignored.
+pub fn split_uri(uri: &str) -> Result<(String, Vec<(String, String)>)> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "{uri:?} is not a database URI: {why} (expected file:NAME?bucket=BUCKET&...)"
+        ))
+    };
+    let rest = uri
+        .strip_prefix("file:")
+        .ok_or_else(|| bad("it does not start with file:"))?;
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = match path.strip_prefix("//") {
+        Some(authority_and_path) => {
+            let slash = authority_and_path
+                .find('/')
+                .unwrap_or(authority_and_path.len());
+            let (authority, path) = authority_and_path.split_at(slash);
+            if !authority.is_empty() && authority != "localhost" {
+                return Err(bad("its authority must be empty or localhost"));
+            }
+            path
+        }
+        None => path,
+    };
+    let path = percent_decode(path).ok_or_else(|| bad("malformed %-escape in the name"))?;
+    let mut parameters = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key).ok_or_else(|| bad("malformed %-escape in a parameter"))?;
+        let value =
+            percent_decode(value).ok_or_else(|| bad("malformed %-escape in a parameter"))?;
+        parameters.push((key, value));
+    }
+    Ok((path, parameters))
+}
+
+impl Config {
+    /// The configuration a URI filename such as `file:shop.db?bucket=acme` names, as if it
+    /// were opened with `vfs=s3vfs`.
+    pub fn from_uri(uri: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let (path, parameters) = split_uri(uri)?;
+        Config::parse(&path, &parameters, env)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +345,26 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn uris_split_like_sqlite_splits_them() {
+        let (path, parameters) =
+            split_uri("file:dir/shop%20x.db?bucket=acme&block_size=4k&mode=ro#frag").expect("ok");
+        assert_eq!(path, "dir/shop x.db");
+        assert_eq!(
+            parameters,
+            params(&[("bucket", "acme"), ("block_size", "4k"), ("mode", "ro")])
+        );
+        let (path, _) = split_uri("file://localhost/shop.db").expect("ok");
+        assert_eq!(path, "/shop.db");
+        let (path, parameters) = split_uri("file:///shop.db").expect("ok");
+        assert_eq!((path.as_str(), parameters.len()), ("/shop.db", 0));
+        assert!(split_uri("shop.db?bucket=acme").is_err());
+        assert!(split_uri("file://example.com/shop.db").is_err());
+        assert!(split_uri("file:shop.db?bucket=%zz").is_err());
+        let config = Config::from_uri("file:/shop.db?bucket=acme", no_env).expect("valid");
+        assert_eq!(config.location.prefix, "shop.db");
+        assert!(Config::from_uri("file:shop.db?colour=red&bucket=b", no_env).is_err());
     }
 }

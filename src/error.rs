@@ -52,6 +52,8 @@ pub enum Error {
     Format(String),
     /// A mode or feature s3vfs refuses on purpose.
     Unsupported(String),
+    /// An argument of a SQL function that s3vfs refuses (not a SQLite file, truncated, ...).
+    Invalid(String),
     /// The tokio bridge could not deliver a result.
     Runtime(String),
 }
@@ -81,6 +83,7 @@ impl Error {
                 Operation::Open => code::CANTOPEN,
                 _ => code::ERROR,
             },
+            Error::Invalid(_) => code::ERROR,
             Error::Conflict { .. } => code::BUSY_SNAPSHOT,
             Error::Corrupt { .. } => match operation {
                 Operation::Open => code::CANTOPEN,
@@ -125,7 +128,7 @@ impl fmt::Display for Error {
             ),
             Error::Corrupt { key, why } => write!(f, "s3vfs: corrupt object {key}: {why}"),
             Error::Format(message) => write!(f, "s3vfs: {message}"),
-            Error::Unsupported(message) => write!(f, "s3vfs: {message}"),
+            Error::Unsupported(message) | Error::Invalid(message) => write!(f, "s3vfs: {message}"),
             Error::Runtime(message) => write!(f, "s3vfs: runtime: {message}"),
         }
     }

@@ -13,6 +13,7 @@
 //! - [`runtime`]: the tokio runtime and the one blocking bridge.
 //! - [`config`]: typed configuration from URI parameters and the environment.
 //! - [`sql`]: the SQL functions.
+//! - [`transfer`]: serializing a version out and deserializing a plain file in.
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -24,4 +25,5 @@ pub mod ffi;
 pub mod runtime;
 pub mod sql;
 pub mod storage;
+pub mod transfer;
 pub mod vfs;

@@ -115,6 +115,16 @@ pub(crate) fn database_of(db: *mut sqlite3, schema: &str) -> Option<Arc<Database
     (result == code::OK).then_some(found).flatten()
 }
 
+/// The longest string or BLOB connection `db` accepts (`SQLITE_LIMIT_LENGTH`).
+pub(crate) fn length_limit(db: *mut sqlite3) -> Option<u64> {
+    const SQLITE_LIMIT_LENGTH: c_int = 0;
+    let limit = api()?.limit?;
+    // SAFETY: `db` is the connection SQLite passed to the calling SQL function; a new value of
+    // -1 only reads the limit.
+    let value = unsafe { limit(db, SQLITE_LIMIT_LENGTH, -1) };
+    u64::try_from(value).ok()
+}
+
 /// Reads the NUL-terminated string at `text`, if it is not null and is UTF-8.
 ///
 /// # Safety

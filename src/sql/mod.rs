@@ -1,5 +1,7 @@
-//! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()` and
-//! `s3vfs_last_error()`.
+//! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()`,
+//! `s3vfs_last_error()`, and (in [`transfer`]) `s3vfs_serialize()` and `s3vfs_deserialize()`.
+
+mod transfer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -11,10 +13,18 @@ use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFl
 use crate::backend::metered::process_metrics;
 
 /// The names of every SQL function s3vfs defines.
-pub const FUNCTIONS: &[&str] = &["s3vfs_version", "s3vfs_stats", "s3vfs_last_error"];
+pub const FUNCTIONS: &[&str] = &[
+    "s3vfs_version",
+    "s3vfs_stats",
+    "s3vfs_last_error",
+    "s3vfs_serialize",
+    "s3vfs_deserialize",
+];
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
-fn guarded(body: impl FnOnce() -> Result<(), FunctionError>) -> Result<(), FunctionError> {
+pub(crate) fn guarded(
+    body: impl FnOnce() -> Result<(), FunctionError>,
+) -> Result<(), FunctionError> {
     catch_unwind(AssertUnwindSafe(body))
         .unwrap_or_else(|_| Err(FunctionError::new_message("s3vfs: internal error")))
 }
@@ -75,5 +85,5 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
-    Ok(())
+    transfer::register(db)
 }

@@ -88,6 +88,27 @@ fn s3_backend(endpoint: &Endpoint, bucket: &str) -> Result<Arc<dyn Backend>> {
     Ok(backend)
 }
 
+/// Fetches one block object, which must be `expected` bytes long.
+pub async fn fetch_block(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    key: BlockKey,
+    expected: u64,
+) -> Result<Bytes> {
+    let object = location.block_key(key.index, key.txid);
+    let data = backend.get(&object).await?.ok_or_else(|| Error::Corrupt {
+        key: object.clone(),
+        why: "block object is missing".into(),
+    })?;
+    if data.len() as u64 != expected {
+        return Err(Error::Corrupt {
+            key: object,
+            why: format!("{} bytes, expected {expected}", data.len()),
+        });
+    }
+    Ok(data)
+}
+
 impl Database {
     /// The database `config` names, shared with the other connections of this process.
     pub fn open(config: &Config) -> Result<Arc<Database>> {
@@ -204,22 +225,10 @@ impl Database {
         let lengths: HashMap<BlockKey, u64> = wanted.iter().copied().collect();
         self.cache.get_many(&keys, |missing| {
             let fetches = missing.iter().map(|key| {
-                let backend = self.backend.clone();
-                let object = self.location.block_key(key.index, key.txid);
                 let expected = lengths.get(key).copied().unwrap_or_default();
-                async move {
-                    let data = backend.get(&object).await?.ok_or_else(|| Error::Corrupt {
-                        key: object.clone(),
-                        why: "block object is missing".into(),
-                    })?;
-                    if data.len() as u64 != expected {
-                        return Err(Error::Corrupt {
-                            key: object,
-                            why: format!("{} bytes, expected {expected}", data.len()),
-                        });
-                    }
-                    Ok::<Result<Bytes>, Error>(Ok(data))
-                }
+                let fetch =
+                    fetch_block(self.backend.clone(), self.location.clone(), *key, expected);
+                async move { Ok::<Result<Bytes>, Error>(fetch.await) }
             });
             let fetches: Vec<_> = fetches.collect();
             runtime::block_on(async move { run_bounded(MAX_IN_FLIGHT, fetches).await })

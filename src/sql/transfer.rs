@@ -1,0 +1,195 @@
+//! `s3vfs_serialize(source [, path [, 'replace']])` and
+//! `s3vfs_deserialize(target, blob_or_path [, 'replace'])`: whole databases out of and into the
+//! bucket, through [`crate::transfer`].
+//!
+//! `source` and `target` name an s3vfs database either as a schema of the calling connection
+//! (`'main'`, an ATTACHed name) or as a URI such as `'file:shop.db?bucket=acme'`.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
+use sqlite_loadable::api::{self, ValueType};
+use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
+
+use super::guarded;
+use crate::config::Config;
+use crate::error::{Error, Operation, Result};
+use crate::transfer::{self, Overwrite, HEADER_LEN};
+use crate::vfs::Database;
+
+/// The s3vfs database `name` designates for connection `db`.
+fn resolve(db: *mut sqlite3, name: &str) -> Result<Arc<Database>> {
+    if name.starts_with("file:") {
+        let config = Config::from_uri(name, |variable| std::env::var(variable).ok())?;
+        return Database::open(&config);
+    }
+    crate::ffi::database_of(db, name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "'{name}' is not an s3vfs database of this connection: name a schema opened with \
+             vfs=s3vfs ('main' or an ATTACHed name) or a URI such as 'file:shop.db?bucket=BUCKET'"
+        ))
+    })
+}
+
+fn text_argument<'a>(values: &[*mut sqlite3_value], at: usize, what: &str) -> Result<&'a str> {
+    let value = values
+        .get(at)
+        .ok_or_else(|| Error::Invalid(format!("missing {what}")))?;
+    match api::value_type(value) {
+        ValueType::Text => {
+            api::value_text(value).map_err(|_| Error::Invalid(format!("{what} is not valid UTF-8")))
+        }
+        _ => Err(Error::Invalid(format!("{what} must be text"))),
+    }
+}
+
+fn overwrite_argument(values: &[*mut sqlite3_value], at: usize) -> Result<Overwrite> {
+    if values.len() <= at {
+        return Ok(Overwrite::Refuse);
+    }
+    match text_argument(values, at, "the third argument")? {
+        option if option.eq_ignore_ascii_case("replace") => Ok(Overwrite::Replace),
+        other => Err(Error::Invalid(format!(
+            "unknown option {other:?}: the only option is 'replace'"
+        ))),
+    }
+}
+
+/// Sets the function's result from `outcome`; an error also goes to `sqlite3_log` and
+/// `s3vfs_last_error()`, and carries its extended code (517 for a lost commit race).
+fn respond(context: *mut sqlite3_context, outcome: Result<()>) -> Result<(), FunctionError> {
+    if let Err(error) = outcome {
+        let code = match &error {
+            Error::Config(_) | Error::Format(_) | Error::Invalid(_) | Error::Unsupported(_) => {
+                crate::error::code::ERROR
+            }
+            other => other.sqlite_code(Operation::Other),
+        };
+        let message = error.to_string();
+        crate::ffi::report(code, &message, false);
+        api::result_error(context, &message)?;
+        api::result_error_code(context, code);
+    }
+    Ok(())
+}
+
+fn serialize(
+    context: *mut sqlite3_context,
+    values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
+    guarded(|| {
+        let outcome = (|| {
+            let db = api::context_db_handle(context);
+            let database = resolve(db, text_argument(values, 0, "the source database")?)?;
+            let snapshot = database.refresh(Duration::ZERO)?;
+            if snapshot.version.0 == 0 {
+                return Err(Error::Invalid(format!(
+                    "{} has no committed version to serialize",
+                    database.location.url()
+                )));
+            }
+            if values.len() >= 2 {
+                let path = text_argument(values, 1, "the output file path")?;
+                let overwrite = overwrite_argument(values, 2)?;
+                let written =
+                    transfer::serialize_to_file(&database, &snapshot, Path::new(path), overwrite)?;
+                api::result_int64(context, written as i64);
+                return Ok(());
+            }
+            if let Some(limit) = crate::ffi::length_limit(db) {
+                if snapshot.size > limit {
+                    return Err(Error::Invalid(format!(
+                        "{} is {} bytes, more than a BLOB may hold here ({limit}); serialize it \
+                         to a file instead: s3vfs_serialize(source, '/path/to/file.db')",
+                        database.location.url(),
+                        snapshot.size
+                    )));
+                }
+            }
+            let mut blob = Vec::with_capacity(snapshot.size as usize);
+            transfer::serialize(&database, &snapshot, &mut blob)?;
+            api::result_blob(context, &blob);
+            Ok(())
+        })();
+        respond(context, outcome)
+    })
+}
+
+fn deserialize(
+    context: *mut sqlite3_context,
+    values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
+    guarded(|| {
+        let outcome = (|| {
+            let db = api::context_db_handle(context);
+            let target = text_argument(values, 0, "the target database")?;
+            let overwrite = overwrite_argument(values, 2)?;
+            let input = values
+                .get(1)
+                .ok_or_else(|| Error::Invalid("missing the database to deserialize".into()))?;
+            let snapshot = match api::value_type(input) {
+                ValueType::Blob => {
+                    // An empty BLOB's pointer is null: never make a slice of it.
+                    let bytes: &[u8] = if api::value_bytes(input) > 0 {
+                        api::value_blob(input)
+                    } else {
+                        &[]
+                    };
+                    let image = transfer::check_image(bytes, bytes.len() as u64, "the BLOB")?;
+                    let database = resolve(db, target)?;
+                    transfer::deserialize(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
+                }
+                ValueType::Text => {
+                    let path = Path::new(text_argument(values, 1, "the input file path")?);
+                    let name = path.display().to_string();
+                    let cannot = |error: std::io::Error| {
+                        Error::Invalid(format!("cannot read {name}: {error}"))
+                    };
+                    let mut file = std::fs::File::open(path).map_err(cannot)?;
+                    let size = file.metadata().map_err(cannot)?.len();
+                    let mut header = Vec::with_capacity(HEADER_LEN);
+                    (&mut file)
+                        .take(HEADER_LEN as u64)
+                        .read_to_end(&mut header)
+                        .map_err(cannot)?;
+                    let image = transfer::check_image(&header, size, &name)?;
+                    transfer::check_no_journal(path)?;
+                    let database = resolve(db, target)?;
+                    let mut input = std::io::BufReader::with_capacity(
+                        1 << 20,
+                        std::io::Cursor::new(header).chain(file),
+                    );
+                    transfer::deserialize(&database, &mut input, image, overwrite, &name)?
+                }
+                _ => {
+                    return Err(Error::Invalid(
+                        "the database to deserialize must be a BLOB or a file path".into(),
+                    ))
+                }
+            };
+            api::result_int64(context, snapshot.size as i64);
+            Ok(())
+        })();
+        respond(context, outcome)
+    })
+}
+
+/// Defines the transfer functions on connection `db`.
+pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
+    for arity in 1..=3 {
+        define_scalar_function(db, "s3vfs_serialize", arity, serialize, FunctionFlags::UTF8)?;
+    }
+    for arity in 2..=3 {
+        define_scalar_function(
+            db,
+            "s3vfs_deserialize",
+            arity,
+            deserialize,
+            FunctionFlags::UTF8,
+        )?;
+    }
+    Ok(())
+}

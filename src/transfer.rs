@@ -1,0 +1,590 @@
+//! Whole databases in and out: a committed version streamed out as a plain SQLite file, and a
+//! plain SQLite file made the content of a database in one commit.
+//!
+//! Both directions move at most [`MAX_IN_FLIGHT`] blocks at a time, so memory stays bounded
+//! by a few dozen blocks whatever the database's size.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use crate::backend::run_bounded;
+use crate::cache::BlockKey;
+use crate::error::{Error, Result};
+use crate::runtime;
+use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
+use crate::storage::{BlockIndex, BlockSize, Snapshot, TxId};
+use crate::vfs::{fetch_block, Database};
+
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// The length of a SQLite database file's header.
+pub const HEADER_LEN: usize = 100;
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+/// A commit that loses the race to another writer is tried again this many times.
+const COMMIT_ATTEMPTS: usize = 5;
+
+/// A plain SQLite database file, as its header describes it, after validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// `None` for an empty (0-byte) file, which SQLite treats as an empty database.
+    pub page_size: Option<u32>,
+    pub size: u64,
+}
+
+/// Whether an existing database or file may be overwritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    Refuse,
+    Replace,
+}
+
+fn invalid(name: &str, why: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{name} {why}"))
+}
+
+fn read_u32(header: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+}
+
+/// Checks that `header` (the file's first bytes) and `size` describe a whole SQLite database
+/// in a rollback-journal mode; `name` says what the input is, for messages.
+pub fn check_image(header: &[u8], size: u64, name: &str) -> Result<Image> {
+    if size == 0 {
+        return Ok(Image {
+            page_size: None,
+            size,
+        });
+    }
+    if size < HEADER_LEN as u64 || header.len() < HEADER_LEN {
+        return Err(invalid(
+            name,
+            format_args!("is not a SQLite database: {size} bytes is shorter than its header"),
+        ));
+    }
+    if &header[..16] != MAGIC {
+        return Err(invalid(
+            name,
+            "is not a SQLite database (it does not start with \"SQLite format 3\")",
+        ));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        raw => u32::from(raw),
+    };
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(invalid(
+            name,
+            format_args!(
+                "is damaged: page size {page_size} is not a power of two from 512 to 65536"
+            ),
+        ));
+    }
+    let (write_version, read_version) = (header[18], header[19]);
+    if write_version == 2 || read_version == 2 {
+        return Err(invalid(
+            name,
+            "is in WAL mode (header bytes 18-19 are 2): run PRAGMA journal_mode=DELETE on it \
+             with sqlite3 first",
+        ));
+    }
+    if write_version != 1 || read_version != 1 {
+        return Err(invalid(
+            name,
+            format_args!("has an unknown file format version ({write_version}, {read_version})"),
+        ));
+    }
+    if !size.is_multiple_of(u64::from(page_size)) {
+        return Err(invalid(
+            name,
+            format_args!(
+                "is truncated or damaged: {size} bytes is not a whole number of {page_size}-byte pages"
+            ),
+        ));
+    }
+    // The page count at 28 is valid when the "version valid for" at 92 equals the change
+    // counter at 24 (SQLite 3.7.0 and later).
+    let pages = read_u32(header, 28);
+    if pages > 0 && read_u32(header, 92) == read_u32(header, 24) {
+        let expected = u64::from(pages) * u64::from(page_size);
+        if size < expected {
+            return Err(invalid(
+                name,
+                format_args!(
+                    "is truncated: its header counts {pages} pages ({expected} bytes) but it has {size} bytes"
+                ),
+            ));
+        }
+    }
+    Ok(Image {
+        page_size: Some(page_size),
+        size,
+    })
+}
+
+/// Refuses a database file that has a hot rollback journal or a WAL file beside it: its
+/// content on its own is not a committed state.
+pub fn check_no_journal(path: &Path) -> Result<()> {
+    let name = path.display();
+    let beside = |suffix: &str| {
+        let mut other = path.as_os_str().to_owned();
+        other.push(suffix);
+        std::path::PathBuf::from(other)
+    };
+    let wal = beside("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|meta| meta.len() > 0) {
+        return Err(Error::Invalid(format!(
+            "{name} has a WAL file {}: open it with sqlite3 and run PRAGMA journal_mode=DELETE first",
+            wal.display()
+        )));
+    }
+    let journal = beside("-journal");
+    let mut start = [0u8; 8];
+    let hot = std::fs::File::open(&journal)
+        .and_then(|mut file| file.read_exact(&mut start))
+        .is_ok()
+        && start == JOURNAL_MAGIC;
+    if hot {
+        return Err(Error::Invalid(format!(
+            "{name} has a hot journal {}: a write to it was interrupted; open it once with sqlite3 \
+             (SQLite rolls the write back), then retry",
+            journal.display()
+        )));
+    }
+    Ok(())
+}
+
+fn spawn<T: Send + 'static>(
+    future: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    Ok(runtime::handle()?.spawn(future))
+}
+
+fn join<T: Send + 'static>(handle: JoinHandle<Result<T>>) -> Result<T> {
+    runtime::block_on(async move {
+        handle
+            .await
+            .map_err(|error| Error::Runtime(format!("a transfer task failed: {error}")))?
+    })
+}
+
+/// Starts fetching blocks `first..end` of `snapshot`: cached blocks are taken from the cache,
+/// the rest fetched concurrently and not cached (an export must not evict the working set).
+fn fetch_range(
+    database: &Database,
+    snapshot: &Snapshot,
+    first: u64,
+    end: u64,
+) -> Result<JoinHandle<Result<Vec<Bytes>>>> {
+    let mut fetches = Vec::new();
+    for index in (first..end).map(BlockIndex) {
+        let txid = snapshot.block_txid(index).ok_or_else(|| Error::Corrupt {
+            key: database.location.url(),
+            why: format!("version {} has no block {}", snapshot.version.0, index.0),
+        })?;
+        let key = BlockKey { index, txid };
+        let cached = database.cached_block(&key);
+        let fetch = fetch_block(
+            database.backend(),
+            database.location.clone(),
+            key,
+            snapshot.block_len(index),
+        );
+        fetches.push(async move {
+            match cached {
+                Some(data) => Ok(data),
+                None => fetch.await,
+            }
+        });
+    }
+    spawn(run_bounded(MAX_IN_FLIGHT, fetches))
+}
+
+/// Writes version `snapshot` of `database` to `out` as a plain SQLite file, fetching the next
+/// blocks while the current ones are written. Returns the bytes written.
+pub fn serialize(database: &Database, snapshot: &Snapshot, out: &mut dyn Write) -> Result<u64> {
+    let count = snapshot.block_count();
+    let batch = MAX_IN_FLIGHT as u64;
+    let write_failed =
+        |error: std::io::Error| Error::Invalid(format!("cannot write the output: {error}"));
+    let mut next = (count > 0)
+        .then(|| fetch_range(database, snapshot, 0, batch.min(count)))
+        .transpose()?;
+    let mut first = 0;
+    let mut written = 0;
+    while let Some(pending) = next.take() {
+        let blocks = join(pending)?;
+        let following = first + batch;
+        if following < count {
+            next = Some(fetch_range(
+                database,
+                snapshot,
+                following,
+                (following + batch).min(count),
+            )?);
+        }
+        for block in blocks {
+            out.write_all(&block).map_err(write_failed)?;
+            written += block.len() as u64;
+        }
+        first = following;
+    }
+    out.flush().map_err(write_failed)?;
+    Ok(written)
+}
+
+/// Makes `serialize` write to a file atomically: a temporary file beside `path`, synced, then
+/// renamed over it. An existing file is kept unless `overwrite` is `Replace`.
+pub fn serialize_to_file(
+    database: &Database,
+    snapshot: &Snapshot,
+    path: &Path,
+    overwrite: Overwrite,
+) -> Result<u64> {
+    if overwrite == Overwrite::Refuse && path.exists() {
+        return Err(Error::Invalid(format!(
+            "{} exists; pass 'replace' as the third argument to overwrite it",
+            path.display()
+        )));
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".s3vfs-partial-{}", std::process::id()));
+    let partial = std::path::PathBuf::from(partial);
+    let cannot = |what: &str, error: std::io::Error| {
+        Error::Invalid(format!("cannot {what} {}: {error}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(|error| cannot("create", error))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let outcome = serialize(database, snapshot, &mut out).and_then(|written| {
+        let file = out
+            .into_inner()
+            .map_err(|error| cannot("write", error.into_error()))?;
+        file.sync_all().map_err(|error| cannot("sync", error))?;
+        std::fs::rename(&partial, path).map_err(|error| cannot("rename", error))?;
+        Ok(written)
+    });
+    if outcome.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    outcome
+}
+
+/// SQLite keeps its page cache while the 16 bytes at 24..40 of the header are unchanged, so a
+/// new content must not carry the same bytes as the version it replaces: when they are equal,
+/// the change counter (and the "version valid for" that mirrors it) is moved on by one.
+fn distinct_header(block0: &Bytes, current: Option<&Bytes>) -> Bytes {
+    let same = match current {
+        Some(current) if current.len() >= HEADER_LEN && block0.len() >= HEADER_LEN => {
+            current[24..40] == block0[24..40]
+        }
+        _ => false,
+    };
+    if !same {
+        return block0.clone();
+    }
+    let mut header = block0.to_vec();
+    let counter = read_u32(&header, 24);
+    let valid = read_u32(&header, 92) == counter;
+    let next = counter.wrapping_add(1).to_be_bytes();
+    header[24..28].copy_from_slice(&next);
+    if valid {
+        header[92..96].copy_from_slice(&next);
+    }
+    Bytes::from(header)
+}
+
+fn check_target(database: &Database, parent: &Snapshot, overwrite: Overwrite) -> Result<()> {
+    if overwrite == Overwrite::Refuse && parent.size > 0 {
+        return Err(Error::Invalid(format!(
+            "{} already holds a database (version {}, {} bytes); pass 'replace' as the third \
+             argument to overwrite it",
+            database.location.url(),
+            parent.version.0,
+            parent.size
+        )));
+    }
+    Ok(())
+}
+
+fn read_block(input: &mut dyn Read, len: u64, name: &str) -> Result<Bytes> {
+    let mut data = vec![0u8; len as usize];
+    input
+        .read_exact(&mut data)
+        .map_err(|error| match error.kind() {
+            ErrorKind::UnexpectedEof => invalid(name, "ended early: it is shorter than its size"),
+            _ => invalid(name, format_args!("cannot be read: {error}")),
+        })?;
+    Ok(Bytes::from(data))
+}
+
+/// Makes the SQLite file read from `input` (described by `image`) the content of `database`,
+/// as one new version. Blocks are uploaded while the input is read; nothing is visible until
+/// the commit record is created, and every block of the new version is one of this upload,
+/// so no block of an older, larger database survives in it.
+pub fn deserialize(
+    database: &Database,
+    input: &mut dyn Read,
+    image: Image,
+    overwrite: Overwrite,
+    name: &str,
+) -> Result<Arc<Snapshot>> {
+    let mut parent = database.refresh(Duration::ZERO)?;
+    check_target(database, &parent, overwrite)?;
+    let block_size: BlockSize = parent.block_size;
+    if let Some(page_size) = image.page_size {
+        if u64::from(page_size) > block_size.bytes() {
+            return Err(invalid(
+                name,
+                format_args!(
+                    "has {page_size}-byte pages, which do not fit the {}-byte blocks of {}: each \
+                     page would span several objects; use a database with block_size={page_size} \
+                     or larger",
+                    block_size.bytes(),
+                    database.location.url()
+                ),
+            ));
+        }
+    }
+    let txid = TxId::random();
+    let count = block_size.block_count(image.size);
+    let mut block0 = None;
+    let mut uploads: VecDeque<JoinHandle<Result<()>>> = VecDeque::new();
+    for index in (0..count).map(BlockIndex) {
+        let data = read_block(input, block_size.block_len(index, image.size), name)?;
+        if index.0 == 0 {
+            // Block 0 carries the header, settled against the parent at commit time.
+            block0 = Some(data);
+            continue;
+        }
+        if uploads.len() >= MAX_IN_FLIGHT {
+            if let Some(oldest) = uploads.pop_front() {
+                join(oldest)?;
+            }
+        }
+        let (backend, location) = (database.backend(), database.location.clone());
+        uploads.push_back(spawn(async move {
+            log::upload_blocks(&backend, &location, txid, vec![(index, data)]).await
+        })?);
+    }
+    while let Some(upload) = uploads.pop_front() {
+        join(upload)?;
+    }
+    let mut attempt = 1;
+    loop {
+        let current = match (&block0, parent.block_txid(BlockIndex(0))) {
+            (Some(_), Some(current_txid)) => {
+                let key = BlockKey {
+                    index: BlockIndex(0),
+                    txid: current_txid,
+                };
+                database
+                    .read_blocks(&[(key, parent.block_len(BlockIndex(0)))])?
+                    .pop()
+            }
+            _ => None,
+        };
+        let upload = block0
+            .as_ref()
+            .map(|block0| vec![(BlockIndex(0), distinct_header(block0, current.as_ref()))])
+            .unwrap_or_default();
+        let transaction = Transaction {
+            parent: parent.clone(),
+            txid,
+            size: image.size,
+            upload,
+            uploaded: (1..count).map(BlockIndex).collect::<BTreeSet<_>>(),
+        };
+        let (backend, location) = (database.backend(), database.location.clone());
+        match runtime::block_on(log::commit(backend, location, transaction)) {
+            Ok(snapshot) => {
+                database.published(snapshot.clone());
+                return Ok(snapshot);
+            }
+            Err(Error::Conflict { .. }) if attempt < COMMIT_ATTEMPTS => {
+                attempt += 1;
+                parent = database.refresh(Duration::ZERO)?;
+                check_target(database, &parent, overwrite)?;
+                if parent.block_size != block_size {
+                    return Err(Error::Invalid(format!(
+                        "{} was created meanwhile with block_size={}; nothing was changed, retry",
+                        database.location.url(),
+                        parent.block_size.bytes()
+                    )));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::retry::RetryPolicy;
+    use crate::config::Config;
+
+    /// A valid header for a database of `pages` pages of `page_size` bytes.
+    fn header(page_size: u32, pages: u32, counter: u32) -> Vec<u8> {
+        let mut header = vec![0u8; HEADER_LEN];
+        header[..16].copy_from_slice(MAGIC);
+        let raw = if page_size == 65536 {
+            1
+        } else {
+            page_size as u16
+        };
+        header[16..18].copy_from_slice(&raw.to_be_bytes());
+        header[18] = 1;
+        header[19] = 1;
+        header[24..28].copy_from_slice(&counter.to_be_bytes());
+        header[28..32].copy_from_slice(&pages.to_be_bytes());
+        header[92..96].copy_from_slice(&counter.to_be_bytes());
+        header
+    }
+
+    fn image_bytes(page_size: u32, pages: u32, counter: u32, seed: u8) -> Vec<u8> {
+        let mut bytes: Vec<u8> = (0..page_size as usize * pages as usize)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
+        bytes[..HEADER_LEN].copy_from_slice(&header(page_size, pages, counter));
+        bytes
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let good = header(4096, 2, 7);
+        assert_eq!(
+            check_image(&good, 8192, "x").expect("valid").page_size,
+            Some(4096)
+        );
+        assert_eq!(check_image(&[], 0, "x").expect("empty").page_size, None);
+        let refused = |header: &[u8], size: u64| {
+            check_image(header, size, "x")
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(refused(&good[..50], 50).contains("shorter than its header"));
+        let mut text = good.clone();
+        text[..5].copy_from_slice(b"hello");
+        assert!(refused(&text, 8192).contains("not a SQLite database"));
+        let mut wal = good.clone();
+        wal[18] = 2;
+        wal[19] = 2;
+        assert!(refused(&wal, 8192).contains("WAL mode"));
+        assert!(refused(&good, 4096 + 100).contains("whole number"));
+        assert!(refused(&good, 4096).contains("truncated"));
+        let mut odd = good.clone();
+        odd[16..18].copy_from_slice(&1000u16.to_be_bytes());
+        assert!(refused(&odd, 8000).contains("page size"));
+        assert_eq!(
+            check_image(&header(65536, 1, 1), 65536, "x")
+                .expect("valid")
+                .page_size,
+            Some(65536)
+        );
+    }
+
+    fn memory_database(block_size: u64) -> Arc<Database> {
+        let config = Config::parse(
+            "db",
+            &[
+                ("bucket".to_string(), "memory".to_string()),
+                ("block_size".to_string(), block_size.to_string()),
+            ],
+            |_| None,
+        )
+        .expect("config");
+        Database::with_backend(
+            &config,
+            Arc::new(MemoryBackend::new()),
+            RetryPolicy::default(),
+        )
+        .expect("open")
+    }
+
+    fn load(database: &Database, bytes: &[u8], overwrite: Overwrite) -> Result<Arc<Snapshot>> {
+        let image = check_image(bytes, bytes.len() as u64, "input")?;
+        deserialize(database, &mut &bytes[..], image, overwrite, "input")
+    }
+
+    fn export(database: &Database) -> Vec<u8> {
+        let snapshot = database.latest();
+        let mut out = Vec::new();
+        let written = serialize(database, &snapshot, &mut out).expect("serialize");
+        assert_eq!(written, out.len() as u64);
+        out
+    }
+
+    #[test]
+    fn round_trips_are_byte_identical_and_shrinks_leave_nothing_behind() {
+        let database = memory_database(4096);
+        let big = image_bytes(1024, 300, 5, 1);
+        load(&database, &big, Overwrite::Refuse).expect("first load");
+        assert_eq!(export(&database), big);
+        let refused = load(&database, &big, Overwrite::Refuse).expect_err("protected");
+        assert!(refused.to_string().contains("'replace'"), "{refused}");
+        let small = image_bytes(1024, 3, 9, 2);
+        let snapshot = load(&database, &small, Overwrite::Replace).expect("replace");
+        assert_eq!(snapshot.size, small.len() as u64);
+        assert_eq!(export(&database), small);
+        load(&database, &[], Overwrite::Replace).expect("empty");
+        assert_eq!(export(&database), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_replacement_with_the_same_header_moves_the_change_counter_on() {
+        let database = memory_database(512);
+        let first = image_bytes(512, 4, 41, 1);
+        load(&database, &first, Overwrite::Refuse).expect("load");
+        let mut second = image_bytes(512, 4, 41, 7);
+        second[24..40].copy_from_slice(&first[24..40]);
+        load(&database, &second, Overwrite::Replace).expect("replace");
+        let out = export(&database);
+        assert_eq!(read_u32(&out, 24), 42);
+        assert_eq!(read_u32(&out, 92), 42);
+        assert!(out[..24] == second[..24] && out[28..92] == second[28..92]);
+        assert!(
+            out[96..] == second[96..],
+            "only the counter and its mirror change"
+        );
+    }
+
+    #[test]
+    fn short_input_and_oversized_pages_change_nothing() {
+        let database = memory_database(1024);
+        let bytes = image_bytes(1024, 8, 1, 3);
+        let image = check_image(&bytes, bytes.len() as u64, "input").expect("valid");
+        let error = deserialize(
+            &database,
+            &mut &bytes[..4000],
+            image,
+            Overwrite::Refuse,
+            "input",
+        )
+        .expect_err("short");
+        assert!(error.to_string().contains("ended early"), "{error}");
+        let large = image_bytes(4096, 2, 1, 3);
+        let error = load(&database, &large, Overwrite::Refuse).expect_err("too large pages");
+        assert!(error.to_string().contains("block_size=4096"), "{error}");
+        assert_eq!(
+            database.refresh(Duration::ZERO).expect("refresh").version.0,
+            0
+        );
+    }
+
+    #[test]
+    fn many_batches_arrive_in_order() {
+        let database = memory_database(512);
+        let bytes = image_bytes(512, 2000, 3, 5);
+        load(&database, &bytes, Overwrite::Refuse).expect("load");
+        assert_eq!(export(&database), bytes);
+    }
+}
