@@ -283,7 +283,63 @@ def cmd_digest(name):
           "version": stats(conn)["version"]})
 
 
+def cmd_generations(name, stop_file):
+    """Until `stop_file` exists, commits `UPDATE t SET gen = gen + 1`: every committed version
+    has one generation in all rows, spread over many blocks."""
+    conn = connect(name)
+    stop = Path(stop_file)
+    commits = 0
+    while not stop.exists():
+        try:
+            conn.execute("UPDATE t SET gen = gen + 1")
+            commits += 1
+        except apsw.BusyError:
+            pass
+    emit({"commits": commits})
+
+
+def cmd_observe(name, stop_file):
+    """Until `stop_file` exists, reads table content's summary in fresh read transactions and
+    reports every distinct one seen (with integrity_check each time)."""
+    conn = connect(name)
+    stop = Path(stop_file)
+    seen = {}
+    reads = 0
+    while not stop.exists() or reads == 0:
+        with conn:
+            rows = conn.execute(
+                "SELECT kind, count(*), sum(length(pad)) FROM content GROUP BY kind").fetchall()
+            check = integrity(conn)
+        key = json.dumps([list(row) for row in rows] + [check])
+        seen[key] = seen.get(key, 0) + 1
+        reads += 1
+    emit({"reads": reads, "seen": seen})
+
+
+def transfer_connection():
+    conn = apsw.Connection(":memory:")
+    conn.enable_load_extension(True)
+    conn.load_extension(os.environ["S3VFS_LIB"])
+    return conn
+
+
+def cmd_transfer_memory(direction, uri, path, warm_uri, warm_path):
+    """Serializes `uri` to `path` (or deserializes `path` into `uri`) and reports the peak RSS
+    before and after; a small transfer of `warm_uri` first starts the runtime and client."""
+    conn = transfer_connection()
+    function = "s3vfs_serialize" if direction == "serialize" else "s3vfs_deserialize"
+    conn.execute(f"SELECT {function}(?, ?, 'replace')", (warm_uri, warm_path)).fetchall()
+    before = vm_hwm_kib()
+    started = time.monotonic()
+    written = conn.execute(f"SELECT {function}(?, ?, 'replace')", (uri, path)).fetchall()[0][0]
+    emit({"bytes": written, "seconds": time.monotonic() - started,
+          "hwm_before_kib": before, "hwm_after_kib": vm_hwm_kib()})
+
+
 COMMANDS = {
+    "generations": cmd_generations,
+    "observe": cmd_observe,
+    "transfer_memory": cmd_transfer_memory,
     "read": cmd_read,
     "insert": cmd_insert,
     "conflict": cmd_conflict,
