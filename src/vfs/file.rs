@@ -38,6 +38,31 @@ struct Txn {
     memory_bytes: u64,
 }
 
+/// At most this many blocks are fetched ahead of a sequential reader.
+pub const MAX_READ_AHEAD: u64 = 32;
+
+/// Detects sequential reading: while reads move forward block by block, the window of blocks
+/// fetched together with a missed block doubles, up to [`MAX_READ_AHEAD`]; a jump resets it.
+#[derive(Default)]
+struct ReadAhead {
+    last: Option<BlockIndex>,
+    window: u64,
+}
+
+impl ReadAhead {
+    /// Records a read of blocks `first..=last`; returns how many blocks past `last` are worth
+    /// fetching with it, at most `limit`.
+    fn record(&mut self, first: BlockIndex, last: BlockIndex, limit: u64) -> u64 {
+        self.window = match self.last {
+            Some(previous) if first.0 == previous.0 + 1 => (self.window * 2).clamp(2, limit),
+            Some(previous) if first.0 == previous.0 => self.window,
+            _ => 0,
+        };
+        self.last = Some(last);
+        self.window
+    }
+}
+
 /// Whether a read found all the bytes it asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
@@ -54,6 +79,7 @@ pub struct DbFile {
     /// The version this connection reads: pinned when its read transaction starts.
     snapshot: Arc<Snapshot>,
     txn: Option<Txn>,
+    read_ahead: ReadAhead,
     /// Set when a commit failed: the rest of the transaction (SQLite's rollback) is discarded.
     doomed: bool,
 }
@@ -69,6 +95,7 @@ impl DbFile {
             staleness,
             snapshot,
             txn: None,
+            read_ahead: ReadAhead::default(),
             doomed: false,
         }
     }
@@ -110,9 +137,19 @@ impl DbFile {
 
     /// The current content of whole blocks, as this connection sees them (each at most
     /// `block_size` bytes; bytes past the returned length are zeros).
-    fn view_blocks(&self, indexes: &[BlockIndex]) -> Result<Vec<Bytes>> {
+    /// Committed blocks in `ahead` that are not dirty are fetched along (into the cache).
+    fn view_blocks(&self, indexes: &[BlockIndex], ahead: &[BlockIndex]) -> Result<Vec<Bytes>> {
         let txid = self.txn.as_ref().map(|txn| txn.txid);
         let mut wanted = Vec::new();
+        for index in ahead {
+            if self
+                .txn
+                .as_ref()
+                .is_none_or(|txn| !txn.blocks.contains_key(index))
+            {
+                wanted.extend(self.committed_key(*index));
+            }
+        }
         for index in indexes {
             match self.txn.as_ref().and_then(|txn| txn.blocks.get(index)) {
                 Some(Dirty::Memory { .. }) => {}
@@ -170,7 +207,8 @@ impl DbFile {
         let available = size.saturating_sub(offset.0).min(buffer.len() as u64) as usize;
         let pieces = self.snapshot.block_size.pieces(offset, available);
         let indexes: Vec<BlockIndex> = pieces.iter().map(|piece| piece.block).collect();
-        let views = self.view_blocks(&indexes)?;
+        let ahead = self.read_ahead(&indexes);
+        let views = self.view_blocks(&indexes, &ahead)?;
         for (piece, view) in pieces.iter().zip(views) {
             let end = (piece.within + piece.buffer.len()).min(view.len());
             if end > piece.within {
@@ -183,6 +221,26 @@ impl DbFile {
         } else {
             ReadOutcome::Short
         })
+    }
+
+    /// The blocks to fetch ahead of a read of `indexes`: none unless reading is sequential and
+    /// the first block is a cache miss (then the following blocks are fetched in the same
+    /// concurrent batch, and the reads after it hit the cache). The window is kept within a
+    /// quarter of the cache, so that read-ahead never evicts what it fetched.
+    fn read_ahead(&mut self, indexes: &[BlockIndex]) -> Vec<BlockIndex> {
+        let (Some(first), Some(last)) = (indexes.first(), indexes.last()) else {
+            return Vec::new();
+        };
+        let limit = (self.database.cache_size / 4 / self.block_size()).clamp(1, MAX_READ_AHEAD);
+        let window = self.read_ahead.record(*first, *last, limit);
+        let missed = self
+            .committed_key(*first)
+            .is_some_and(|(key, _)| self.database.cached_block(&key).is_none());
+        if window == 0 || !missed {
+            return Vec::new();
+        }
+        let end = (last.0 + 1 + window).min(self.snapshot.block_count());
+        (last.0 + 1..end).map(BlockIndex).collect()
     }
 
     fn txn(&mut self) -> &mut Txn {
@@ -213,7 +271,7 @@ impl DbFile {
             .copied()
             .filter(|index| !whole.contains(index))
             .collect();
-        let views = self.view_blocks(&load)?;
+        let views = self.view_blocks(&load, &[])?;
         let mut loaded: BTreeMap<BlockIndex, Bytes> = load.into_iter().zip(views).collect();
         let block_size = self.block_size() as usize;
         for index in missing {
@@ -682,5 +740,108 @@ mod tests {
         file.write(ByteOffset(0), &[7u8; 700]).expect("writes");
         file.sync().expect("commits");
         assert_eq!(database.version().0, 1);
+    }
+
+    /// A store that counts GETs and the most that were in flight at once.
+    #[derive(Default)]
+    struct Gauge {
+        inner: MemoryBackend,
+        in_flight: std::sync::atomic::AtomicUsize,
+        peak: std::sync::atomic::AtomicUsize,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Gauge {
+        fn bucket(&self) -> &str {
+            self.inner.bucket()
+        }
+        async fn get(&self, key: &str) -> crate::backend::BackendResult<Option<Bytes>> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let result = self.inner.get(key).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            result
+        }
+        async fn put(&self, key: &str, body: Bytes) -> crate::backend::BackendResult<()> {
+            self.inner.put(key, body).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            body: Bytes,
+        ) -> crate::backend::BackendResult<crate::backend::PutOutcome> {
+            self.inner.put_if_absent(key, body).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+        ) -> crate::backend::BackendResult<Vec<crate::backend::ObjectInfo>> {
+            self.inner.list(prefix, start_after).await
+        }
+        async fn delete(&self, keys: &[String]) -> crate::backend::BackendResult<()> {
+            self.inner.delete(keys).await
+        }
+    }
+
+    /// Writes `blocks` blocks of 512 bytes through one database, then opens a second one
+    /// (a cold cache) on the same store.
+    fn cold_file(blocks: u64) -> (Arc<Gauge>, DbFile, Vec<u8>) {
+        let gauge = Arc::new(Gauge::default());
+        let content: Vec<u8> = (0..blocks * 512).map(|i| (i * 7 % 251) as u8).collect();
+        let writer =
+            Database::with_backend(&config(512, 1 << 20), gauge.clone(), RetryPolicy::default())
+                .expect("opens");
+        let mut file = DbFile::new(writer, Duration::ZERO);
+        file.lock(LockLevel::Reserved)
+            .expect("locks")
+            .expect("not busy");
+        file.write(ByteOffset(0), &content).expect("writes");
+        file.sync().expect("commits");
+        file.unlock(LockLevel::None);
+        let reader =
+            Database::with_backend(&config(512, 1 << 20), gauge.clone(), RetryPolicy::default())
+                .expect("opens");
+        let mut file = DbFile::new(reader, Duration::ZERO);
+        file.lock(LockLevel::Shared)
+            .expect("locks")
+            .expect("not busy");
+        gauge.gets.store(0, Ordering::SeqCst);
+        gauge.peak.store(0, Ordering::SeqCst);
+        (gauge, file, content)
+    }
+
+    #[test]
+    fn sequential_reads_fetch_ahead_concurrently_and_fetch_each_block_once() {
+        let (gauge, mut file, content) = cold_file(100);
+        let mut page = [0u8; 256];
+        for (number, expected) in content.chunks(256).enumerate() {
+            file.read(ByteOffset(number as u64 * 256), &mut page)
+                .expect("reads");
+            assert_eq!(&page[..], expected);
+        }
+        assert_eq!(gauge.gets.load(Ordering::SeqCst), 100, "each block once");
+        assert!(
+            gauge.peak.load(Ordering::SeqCst) >= 16,
+            "read-ahead keeps requests in flight: peak {}",
+            gauge.peak.load(Ordering::SeqCst)
+        );
+    }
+
+    #[test]
+    fn random_reads_fetch_only_what_they_read() {
+        let (gauge, mut file, content) = cold_file(100);
+        let mut page = [0u8; 512];
+        let order = [0u64, 40, 3, 77, 12, 50, 99, 25, 60, 8];
+        for block in order {
+            file.read(ByteOffset(block * 512), &mut page)
+                .expect("reads");
+            assert_eq!(&page[..], &content[block as usize * 512..][..512]);
+        }
+        assert_eq!(gauge.gets.load(Ordering::SeqCst), order.len());
+        assert_eq!(gauge.peak.load(Ordering::SeqCst), 1);
     }
 }
