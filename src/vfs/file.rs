@@ -136,7 +136,8 @@ impl DbFile {
     }
 
     /// The current content of whole blocks, as this connection sees them (each at most
-    /// `block_size` bytes; bytes past the returned length are zeros).
+    /// `block_size` bytes; bytes past the returned length are zeros), except blocks dirty in
+    /// memory, which come back empty.
     /// Committed blocks in `ahead` that are not dirty are fetched along (into the cache).
     fn view_blocks(&self, indexes: &[BlockIndex], ahead: &[BlockIndex]) -> Result<Vec<Bytes>> {
         let txid = self.txn.as_ref().map(|txn| txn.txid);
@@ -176,7 +177,8 @@ impl DbFile {
         let mut views = Vec::with_capacity(indexes.len());
         for index in indexes {
             let view = match self.txn.as_ref().and_then(|txn| txn.blocks.get(index)) {
-                Some(Dirty::Memory { data, .. }) => Bytes::copy_from_slice(data),
+                // Not copied: `read` takes these from the transaction itself.
+                Some(Dirty::Memory { .. }) => Bytes::new(),
                 Some(Dirty::Uploaded { .. }) => txid
                     .and_then(|txid| {
                         fetched
@@ -210,6 +212,14 @@ impl DbFile {
         let ahead = self.read_ahead(&indexes);
         let views = self.view_blocks(&indexes, &ahead)?;
         for (piece, view) in pieces.iter().zip(views) {
+            let view = match self
+                .txn
+                .as_ref()
+                .and_then(|txn| txn.blocks.get(&piece.block))
+            {
+                Some(Dirty::Memory { data, .. }) => data.as_slice(),
+                _ => &view[..],
+            };
             let end = (piece.within + piece.buffer.len()).min(view.len());
             if end > piece.within {
                 let target = piece.buffer.start..piece.buffer.start + (end - piece.within);
