@@ -204,37 +204,131 @@ fn fetch_range(
     spawn(run_bounded(MAX_IN_FLIGHT, fetches))
 }
 
+/// The blocks of one version in order, fetched [`MAX_IN_FLIGHT`] at a time: the next batch is
+/// in flight while the current one is consumed.
+pub struct VersionBlocks<'a> {
+    database: &'a Database,
+    snapshot: &'a Snapshot,
+    ready: VecDeque<Bytes>,
+    pending: Option<JoinHandle<Result<Vec<Bytes>>>>,
+    next_first: u64,
+}
+
+impl<'a> VersionBlocks<'a> {
+    pub fn new(database: &'a Database, snapshot: &'a Snapshot) -> Result<VersionBlocks<'a>> {
+        let mut blocks = VersionBlocks {
+            database,
+            snapshot,
+            ready: VecDeque::new(),
+            pending: None,
+            next_first: 0,
+        };
+        blocks.start_batch()?;
+        Ok(blocks)
+    }
+
+    fn start_batch(&mut self) -> Result<()> {
+        let (first, count) = (self.next_first, self.snapshot.block_count());
+        if first < count {
+            let end = (first + MAX_IN_FLIGHT as u64).min(count);
+            self.pending = Some(fetch_range(self.database, self.snapshot, first, end)?);
+            self.next_first = end;
+        }
+        Ok(())
+    }
+
+    /// The next block, or `None` after the last one.
+    pub fn next_block(&mut self) -> Result<Option<Bytes>> {
+        if self.ready.is_empty() {
+            let Some(pending) = self.pending.take() else {
+                return Ok(None);
+            };
+            self.ready = join(pending)?.into();
+            self.start_batch()?;
+        }
+        Ok(self.ready.pop_front())
+    }
+}
+
+/// A `Read` over a sequence of blocks; an error of the sequence reaches the reader inside an
+/// `io::Error` and is recovered by [`from_io`].
+pub struct BlockReader<F> {
+    next: F,
+    current: Bytes,
+}
+
+impl<F: FnMut() -> Result<Option<Bytes>>> BlockReader<F> {
+    pub fn new(next: F) -> BlockReader<F> {
+        BlockReader {
+            next,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl<F: FnMut() -> Result<Option<Bytes>>> Read for BlockReader<F> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match (self.next)() {
+                Ok(Some(block)) => self.current = block,
+                Ok(None) => return Ok(0),
+                Err(error) => return Err(std::io::Error::other(error)),
+            }
+        }
+        let n = buffer.len().min(self.current.len());
+        buffer[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// The s3vfs error inside an `io::Error` from a [`BlockReader`], if that is what it carries.
+fn from_io(error: &std::io::Error) -> Option<Error> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .cloned()
+}
+
 /// Writes version `snapshot` of `database` to `out` as a plain SQLite file, fetching the next
 /// blocks while the current ones are written. Returns the bytes written.
 pub fn serialize(database: &Database, snapshot: &Snapshot, out: &mut dyn Write) -> Result<u64> {
-    let count = snapshot.block_count();
-    let batch = MAX_IN_FLIGHT as u64;
     let write_failed =
         |error: std::io::Error| Error::Invalid(format!("cannot write the output: {error}"));
-    let mut next = (count > 0)
-        .then(|| fetch_range(database, snapshot, 0, batch.min(count)))
-        .transpose()?;
-    let mut first = 0;
+    let mut blocks = VersionBlocks::new(database, snapshot)?;
     let mut written = 0;
-    while let Some(pending) = next.take() {
-        let blocks = join(pending)?;
-        let following = first + batch;
-        if following < count {
-            next = Some(fetch_range(
-                database,
-                snapshot,
-                following,
-                (following + batch).min(count),
-            )?);
-        }
-        for block in blocks {
-            out.write_all(&block).map_err(write_failed)?;
-            written += block.len() as u64;
-        }
-        first = following;
+    while let Some(block) = blocks.next_block()? {
+        out.write_all(&block).map_err(write_failed)?;
+        written += block.len() as u64;
     }
     out.flush().map_err(write_failed)?;
     Ok(written)
+}
+
+/// Copies version `snapshot` of `source` into `target` as one commit, streaming block by
+/// block: a plain SQLite file never needs to exist anywhere.
+pub fn copy(
+    source: &Database,
+    snapshot: &Snapshot,
+    target: &Database,
+    overwrite: Overwrite,
+) -> Result<Arc<Snapshot>> {
+    let name = source.location.url();
+    if std::ptr::eq(source, target) {
+        return Err(Error::Invalid(format!(
+            "the source and the target are the same database, {name}"
+        )));
+    }
+    let mut blocks = VersionBlocks::new(source, snapshot)?;
+    let mut reader = BlockReader::new(move || blocks.next_block());
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&mut reader)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|error| from_io(&error).unwrap_or_else(|| invalid(&name, error)))?;
+    let image = check_image(&header, snapshot.size, &name)?;
+    let mut input = std::io::Cursor::new(header).chain(reader);
+    deserialize(target, &mut input, image, overwrite, &name)
 }
 
 /// Makes `serialize` write to a file atomically: a temporary file beside `path`, synced, then
@@ -586,5 +680,20 @@ mod tests {
         let bytes = image_bytes(512, 2000, 3, 5);
         load(&database, &bytes, Overwrite::Refuse).expect("load");
         assert_eq!(export(&database), bytes);
+    }
+
+    #[test]
+    fn a_copy_streams_one_version_into_another_database() {
+        let source = memory_database(1024);
+        let bytes = image_bytes(1024, 150, 4, 9);
+        load(&source, &bytes, Overwrite::Refuse).expect("load");
+        let target = memory_database(4096);
+        let snapshot = source.latest();
+        copy(&source, &snapshot, &target, Overwrite::Refuse).expect("copy");
+        assert_eq!(export(&target), bytes);
+        let error = copy(&source, &snapshot, &source, Overwrite::Replace).expect_err("same");
+        assert!(error.to_string().contains("same database"), "{error}");
+        let error = copy(&source, &snapshot, &target, Overwrite::Refuse).expect_err("protected");
+        assert!(error.to_string().contains("'replace'"), "{error}");
     }
 }

@@ -688,6 +688,7 @@ fn the_function_list_is_exactly_ours() {
     assert_eq!(
         names,
         [
+            "s3vfs_copy",
             "s3vfs_deserialize",
             "s3vfs_last_error",
             "s3vfs_serialize",

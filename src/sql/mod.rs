@@ -1,5 +1,6 @@
 //! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()`,
-//! `s3vfs_last_error()`, and (in [`transfer`]) `s3vfs_serialize()` and `s3vfs_deserialize()`.
+//! `s3vfs_last_error()`, and (in [`transfer`]) `s3vfs_serialize()`, `s3vfs_deserialize()` and
+//! `s3vfs_copy()`.
 
 mod transfer;
 
@@ -19,6 +20,7 @@ pub const FUNCTIONS: &[&str] = &[
     "s3vfs_last_error",
     "s3vfs_serialize",
     "s3vfs_deserialize",
+    "s3vfs_copy",
 ];
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.

@@ -1,5 +1,6 @@
-//! `s3vfs_serialize(source [, path [, 'replace']])` and
-//! `s3vfs_deserialize(target, blob_or_path [, 'replace'])`: whole databases out of and into the
+//! `s3vfs_serialize(source [, path [, 'replace']])`,
+//! `s3vfs_deserialize(target, blob_or_path [, 'replace'])` and
+//! `s3vfs_copy(source, target [, 'replace'])`: whole databases out of, into and within the
 //! bucket, through [`crate::transfer`].
 //!
 //! `source` and `target` name an s3vfs database either as a schema of the calling connection
@@ -177,6 +178,28 @@ fn deserialize(
     })
 }
 
+fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
+    guarded(|| {
+        let outcome = (|| {
+            let db = api::context_db_handle(context);
+            let source = resolve(db, text_argument(values, 0, "the source database")?)?;
+            let target = resolve(db, text_argument(values, 1, "the target database")?)?;
+            let overwrite = overwrite_argument(values, 2)?;
+            let snapshot = source.refresh(Duration::ZERO)?;
+            if snapshot.version.0 == 0 {
+                return Err(Error::Invalid(format!(
+                    "{} has no committed version to copy",
+                    source.location.url()
+                )));
+            }
+            let copied = transfer::copy(&source, &snapshot, &target, overwrite)?;
+            api::result_int64(context, copied.size as i64);
+            Ok(())
+        })();
+        respond(context, outcome)
+    })
+}
+
 /// Defines the transfer functions on connection `db`.
 pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     for arity in 1..=3 {
@@ -190,6 +213,7 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
             deserialize,
             FunctionFlags::UTF8,
         )?;
+        define_scalar_function(db, "s3vfs_copy", arity, copy, FunctionFlags::UTF8)?;
     }
     Ok(())
 }
