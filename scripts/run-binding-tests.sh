@@ -37,7 +37,7 @@ done
 test_cli() {
   local uri="file:bindings/cli-$$-$(date +%s%N).db?vfs=s3vfs&bucket=$S3VFS_BUCKET" found
   printf '%s\n' ".load $LIB" ".open '$uri'" \
-    "CREATE TABLE product(id INTEGER PRIMARY KEY, name TEXT);" \
+    "CREATE TABLE IF NOT EXISTS product(id INTEGER PRIMARY KEY, name TEXT);" \
     "INSERT INTO product(name) VALUES ('tea'), ('coffee'), ('ünïcødé ✓');" |
     "$SQLITE" -batch -bail -init /dev/null || return 1
   found="$(printf '%s\n' ".load $LIB" ".open '$uri'" \

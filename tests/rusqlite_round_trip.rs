@@ -64,7 +64,7 @@ fn write_then_read_in_a_new_process() {
 
     load_s3vfs().expect("load the extension");
     let db = Connection::open(&uri).expect("open the database");
-    db.execute_batch("CREATE TABLE product(id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute_batch("CREATE TABLE IF NOT EXISTS product(id INTEGER PRIMARY KEY, name TEXT)")
         .expect("create");
     let written = ["tea", "coffee", "ünïcødé ✓"];
     for item in written {

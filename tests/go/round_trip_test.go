@@ -105,7 +105,7 @@ func TestWriteThenReadInANewProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec("CREATE TABLE product(id INTEGER PRIMARY KEY, name TEXT)"); err != nil {
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS product(id INTEGER PRIMARY KEY, name TEXT)"); err != nil {
 		t.Fatal(err)
 	}
 	written := []string{"tea", "coffee", "ünïcødé ✓"}

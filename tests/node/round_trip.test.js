@@ -24,7 +24,7 @@ test('a database written through better-sqlite3 reads back in a new Database and
 
   loadS3vfs();
   const db = new Database(uri);
-  db.exec('CREATE TABLE product(id INTEGER PRIMARY KEY, name TEXT)');
+  db.exec('CREATE TABLE IF NOT EXISTS product(id INTEGER PRIMARY KEY, name TEXT)');
   const insert = db.prepare('INSERT INTO product(name) VALUES (?)');
   const written = ['tea', 'coffee', 'ünïcødé ✓'];
   db.transaction((names) => names.forEach((item) => insert.run(item)))(written);

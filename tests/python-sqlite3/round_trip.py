@@ -49,7 +49,7 @@ def write_then_read_in_a_new_process():
 
     load_s3vfs()
     conn = sqlite3.connect(uri, uri=True)
-    conn.execute("CREATE TABLE product(id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS product(id INTEGER PRIMARY KEY, name TEXT)")
     written = ["tea", "coffee", "ünïcødé ✓"]
     with conn:
         conn.executemany("INSERT INTO product(name) VALUES (?)", [(n,) for n in written])
