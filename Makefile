@@ -12,7 +12,7 @@ WITH_SERVER := eval "$$($(SERVER) env)" && export S3VFS_LIB=$(CURDIR)/$(LIB) &&
 
 # tests/node's better-sqlite3, built from source with URI filenames on (its bundled SQLite has
 # them off, which would ignore `vfs=s3vfs`). node-gyp takes the headers of the node that runs
-# it when that install has them, rather than downloading them.
+# it when that install has them, rather than downloading them; JOBS=max compiles in parallel.
 NODE_MODULES := tests/node/node_modules/.package-lock.json
 NODE_PREFIX = $(shell node -p 'require("path").resolve(process.execPath, "../..")')
 NODE_HEADERS = $(if $(npm_config_nodedir),,$(if $(wildcard $(NODE_PREFIX)/include/node/node_version.h),npm_config_nodedir=$(NODE_PREFIX)))
@@ -59,7 +59,7 @@ test-bindings: build server $(NODE_MODULES)
 node-deps: $(NODE_MODULES)
 
 $(NODE_MODULES): tests/node/package.json tests/node/package-lock.json
-	cd tests/node && $(NODE_HEADERS) CFLAGS=-DSQLITE_USE_URI=1 npm ci --build-from-source --no-audit --no-fund
+	cd tests/node && $(NODE_HEADERS) JOBS=max CFLAGS=-DSQLITE_USE_URI=1 npm ci --build-from-source --no-audit --no-fund
 
 clean:
 	cargo clean
