@@ -1,6 +1,7 @@
 # s3vfs: build the extension, run a demo and the tests against a local S3 server.
 #   make demo   build, start the local S3 server, and run a demo through the sqlite3 CLI
-#   make test   every test: Rust unit and integration tests, sql-tests, Python tests
+#   make test   every test: Rust unit and integration tests, sql-tests, Python tests, bindings
+#   make test-bindings   a write-then-reopen round trip from each binding the README shows
 #   make lint   rustfmt and clippy
 
 UNAME := $(shell uname -s)
@@ -9,7 +10,14 @@ LIB := target/debug/libs3vfs.$(EXT)
 SERVER := bash scripts/s3-server.sh
 WITH_SERVER := eval "$$($(SERVER) env)" && export S3VFS_LIB=$(CURDIR)/$(LIB) &&
 
-.PHONY: all build demo server stop test test-rust test-sql test-python lint clean
+# tests/node's better-sqlite3, built from source with URI filenames on (its bundled SQLite has
+# them off, which would ignore `vfs=s3vfs`). node-gyp takes the headers of the node that runs
+# it when that install has them, rather than downloading them; JOBS=max compiles in parallel.
+NODE_MODULES := tests/node/node_modules/.package-lock.json
+NODE_PREFIX = $(shell node -p 'require("path").resolve(process.execPath, "../..")')
+NODE_HEADERS = $(if $(npm_config_nodedir),,$(if $(wildcard $(NODE_PREFIX)/include/node/node_version.h),npm_config_nodedir=$(NODE_PREFIX)))
+
+.PHONY: all build demo server stop test test-rust test-sql test-python test-bindings node-deps lint clean
 
 all: build
 
@@ -30,10 +38,11 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-test: build server lint
+test: build server lint $(NODE_MODULES)
 	$(WITH_SERVER) cargo test
 	$(WITH_SERVER) bash scripts/run-sql-tests.sh
 	$(WITH_SERVER) python3 -m pytest -q tests/python
+	$(WITH_SERVER) bash scripts/run-binding-tests.sh
 
 test-rust: build server
 	$(WITH_SERVER) cargo test
@@ -43,6 +52,14 @@ test-sql: build server
 
 test-python: build server
 	$(WITH_SERVER) python3 -m pytest -q tests/python
+
+test-bindings: build server $(NODE_MODULES)
+	$(WITH_SERVER) bash scripts/run-binding-tests.sh
+
+node-deps: $(NODE_MODULES)
+
+$(NODE_MODULES): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && $(NODE_HEADERS) JOBS=max CFLAGS=-DSQLITE_USE_URI=1 npm ci --build-from-source --no-audit --no-fund
 
 clean:
 	cargo clean
