@@ -133,6 +133,9 @@ impl Config {
                     })?;
                 }
                 other if SQLITE_PARAMETERS.contains(&other) => {}
+                // Options of the host's driver, which some (Go's mattn/go-sqlite3) leave in the
+                // filename they pass to SQLite: theirs, not ours.
+                other if other.starts_with('_') => {}
                 other => {
                     return Err(Error::Config(format!(
                         "unknown URI parameter {other:?}; s3vfs knows {}",
@@ -366,5 +369,6 @@ mod tests {
         let config = Config::from_uri("file:/shop.db?bucket=acme", no_env).expect("valid");
         assert_eq!(config.location.prefix, "shop.db");
         assert!(Config::from_uri("file:shop.db?colour=red&bucket=b", no_env).is_err());
+        assert!(Config::from_uri("file:shop.db?_busy_timeout=5000&bucket=b", no_env).is_ok());
     }
 }

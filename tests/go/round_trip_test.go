@@ -99,7 +99,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestWriteThenReadInANewProcess(t *testing.T) {
-	uri := fmt.Sprintf("file:bindings/go-%d-%d.db?vfs=s3vfs&bucket=%s",
+	uri := fmt.Sprintf("file:bindings/go-%d-%d.db?vfs=s3vfs&_busy_timeout=5000&bucket=%s",
 		os.Getpid(), time.Now().UnixNano(), os.Getenv("S3VFS_BUCKET"))
 	db, err := open(uri)
 	if err != nil {
