@@ -463,3 +463,175 @@ impl Drop for LegacyFile {
             .unlock(self.holder, LockLevel::None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A model test: random writes, truncates, syncs and transactions through a LegacyFile on
+    //! the in-memory store, checked against a plain Vec<u8>, and the stored objects checked
+    //! against the layout (every block full but the last, size = sum of sizes).
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::retry::RetryPolicy;
+    use crate::backend::Backend;
+    use crate::config::Config;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, bound: u64) -> u64 {
+            self.next() % bound.max(1)
+        }
+    }
+
+    fn config(block_size: u64, cache_size: u64) -> Config {
+        let parameters = [
+            ("bucket".to_string(), "memory".to_string()),
+            ("layout".to_string(), "sqlite-s3vfs".to_string()),
+            ("block_size".to_string(), block_size.to_string()),
+            ("cache_size".to_string(), cache_size.to_string()),
+        ];
+        Config::parse("model.db", &parameters, |_| None).expect("valid")
+    }
+
+    fn read_all(file: &mut LegacyFile) -> Vec<u8> {
+        let mut buffer = vec![0u8; file.size() as usize];
+        file.read(ByteOffset(0), &mut buffer).expect("reads");
+        buffer
+    }
+
+    /// The file as the Python package reads it: block objects concatenated.
+    fn stored(memory: &MemoryBackend, name: &str, block_size: u64) -> Vec<u8> {
+        let prefix = format!("{name}/");
+        let keys: Vec<String> = memory
+            .keys()
+            .into_iter()
+            .filter(|key| key.starts_with(&prefix))
+            .collect();
+        let mut data = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            assert_eq!(
+                key,
+                &super::super::block_key(name, BlockIndex(index as u64))
+            );
+            let body = memory.object(key).expect("listed");
+            if index + 1 < keys.len() {
+                assert_eq!(body.len() as u64, block_size, "{key} must be a full block");
+            }
+            data.extend_from_slice(&body);
+        }
+        data
+    }
+
+    fn run_model(seed: u64, block_size: u64, cache_size: u64) {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let config = config(block_size, cache_size);
+        let database = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+            .expect("opens");
+        let mut file = LegacyFile::open(database.clone(), Role::Database).expect("opens");
+        let mut rng = Rng(seed);
+        let mut current: Vec<u8> = Vec::new();
+        for step in 0..300 {
+            file.lock(LockLevel::Shared)
+                .expect("locks")
+                .expect("not busy");
+            assert_eq!(
+                read_all(&mut file),
+                current,
+                "step {step}: at transaction start"
+            );
+            file.lock(LockLevel::Exclusive)
+                .expect("locks")
+                .expect("not busy");
+            for _ in 0..rng.below(6) {
+                match rng.below(10) {
+                    0 => {
+                        let size = rng.below(current.len() as u64 + 3 * block_size);
+                        current.resize(size as usize, 0);
+                        file.truncate(size).expect("truncates");
+                    }
+                    1 => file.sync().expect("syncs"),
+                    _ => {
+                        let offset = rng.below(current.len() as u64 + 2 * block_size);
+                        let len = 1 + rng.below(3 * block_size) as usize;
+                        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                        if current.len() < offset as usize + len {
+                            current.resize(offset as usize + len, 0);
+                        }
+                        current[offset as usize..offset as usize + len].copy_from_slice(&data);
+                        file.write(ByteOffset(offset), &data).expect("writes");
+                    }
+                }
+                assert_eq!(file.size(), current.len() as u64, "step {step}");
+                assert_eq!(read_all(&mut file), current, "step {step}: inside");
+            }
+            if rng.below(2) == 0 {
+                file.sync().expect("syncs");
+                assert_eq!(
+                    stored(&memory, "model.db", block_size),
+                    current,
+                    "step {step}"
+                );
+            }
+            // Unlocking uploads whatever was not synced: the file is written in place.
+            file.unlock(LockLevel::None).expect("unlocks");
+            assert_eq!(
+                stored(&memory, "model.db", block_size),
+                current,
+                "step {step}"
+            );
+            if rng.below(10) == 0 {
+                // Another process writes the file as the package would: the next transaction
+                // must see it, whatever this process cached.
+                let mut other =
+                    Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+                        .and_then(|database| LegacyFile::open(database, Role::Database))
+                        .expect("opens");
+                let offset = rng.below(current.len() as u64 + 1);
+                let data = vec![rng.next() as u8; 1 + rng.below(block_size) as usize];
+                if current.len() < offset as usize + data.len() {
+                    current.resize(offset as usize + data.len(), 0);
+                }
+                current[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+                other.write(ByteOffset(offset), &data).expect("writes");
+                other.close().expect("closes");
+            }
+        }
+        assert!(
+            database.stats().cache.hits > 0,
+            "blocks are served from the cache"
+        );
+    }
+
+    #[test]
+    fn file_matches_a_plain_vector_and_the_layout() {
+        run_model(0x9e37_79b9_7f4a_7c15, 512, 1 << 20);
+    }
+
+    #[test]
+    fn file_matches_with_early_uploads() {
+        // A cache this small makes writes upload before the sync.
+        run_model(0xdead_beef_cafe_f00d, 1024, 4096);
+    }
+
+    #[test]
+    fn a_journal_truncation_is_applied_at_once() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let database =
+            Database::with_backend(&config(512, 1 << 20), backend, RetryPolicy::default())
+                .expect("opens");
+        let mut journal = LegacyFile::open(database, Role::Journal).expect("opens");
+        assert_eq!(journal.name(), "model.db-journal");
+        journal.write(ByteOffset(0), &[9u8; 2000]).expect("writes");
+        journal.sync().expect("syncs");
+        assert_eq!(stored(&memory, "model.db-journal", 512), vec![9u8; 2000]);
+        journal.truncate(0).expect("truncates");
+        assert!(memory.keys().is_empty(), "{:?}", memory.keys());
+    }
+}
