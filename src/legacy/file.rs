@@ -271,7 +271,7 @@ impl LegacyFile {
         }
         if size < old {
             let count = self.block_size.block_count(size);
-            if size % block != 0 {
+            if !size.is_multiple_of(block) {
                 self.make_dirty(&[BlockIndex(count - 1)], &BTreeSet::new())?;
             }
             let cut: Vec<BlockIndex> = self
