@@ -30,7 +30,38 @@ pub const PARAMETERS: &[&str] = &[
     "block_size",
     "cache_size",
     "staleness",
+    "layout",
 ];
+
+/// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// s3vfs's own format: immutable blocks and conditional-PUT commit records (the default).
+    Versioned,
+    /// The layout of the Python package sqlite-s3vfs: one object per block, overwritten in
+    /// place ([`crate::legacy`]).
+    SqliteS3vfs,
+}
+
+impl Layout {
+    /// Every value of the `layout` parameter, the default first.
+    pub const NAMES: &'static [&'static str] = &["versioned", "sqlite-s3vfs"];
+
+    pub fn parse(text: &str) -> Option<Layout> {
+        match text {
+            "versioned" => Some(Layout::Versioned),
+            "sqlite-s3vfs" => Some(Layout::SqliteS3vfs),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Versioned => "versioned",
+            Layout::SqliteS3vfs => "sqlite-s3vfs",
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -42,6 +73,7 @@ pub struct Config {
     pub cache_size: u64,
     /// A read transaction may skip the freshness check if the last one is younger than this.
     pub staleness: Duration,
+    pub layout: Layout,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -107,6 +139,7 @@ impl Config {
         let mut block_size = None;
         let mut cache_size = DEFAULT_CACHE_SIZE;
         let mut staleness = Duration::ZERO;
+        let mut layout = Layout::Versioned;
         for (name, value) in parameters {
             match name.as_str() {
                 "bucket" => bucket = Some(value.clone()),
@@ -130,6 +163,14 @@ impl Config {
                 "staleness" => {
                     staleness = parse_duration(value).ok_or_else(|| {
                         malformed(name, value, "a duration such as 0, 500ms or 2s")
+                    })?;
+                }
+                "layout" => {
+                    layout = Layout::parse(value).ok_or_else(|| {
+                        Error::Config(format!(
+                            "unknown layout {value:?}: layout= takes one of {}",
+                            Layout::NAMES.join(", ")
+                        ))
                     })?;
                 }
                 other if SQLITE_PARAMETERS.contains(&other) => {}
@@ -157,10 +198,12 @@ impl Config {
                 "a bucket name without '/' or spaces",
             ));
         }
-        let prefix = path
-            .trim_start_matches('/')
-            .trim_end_matches('/')
-            .to_string();
+        let prefix = match layout {
+            Layout::Versioned => path.trim_start_matches('/').trim_end_matches('/'),
+            // The Python package keys objects by the file name exactly as SQLite passes it.
+            Layout::SqliteS3vfs => path,
+        }
+        .to_string();
         if prefix.is_empty() {
             return Err(Error::Config(
                 "the database path is empty: name the database, as in file:shop.db".into(),
@@ -191,6 +234,15 @@ impl Config {
             block_size,
             cache_size,
             staleness,
+            layout,
+        })
+    }
+
+    /// The block size of a database: as given, else the layout's default.
+    pub fn block_size_or_default(&self) -> BlockSize {
+        self.block_size.unwrap_or(match self.layout {
+            Layout::Versioned => BlockSize::DEFAULT,
+            Layout::SqliteS3vfs => crate::legacy::default_block_size(),
         })
     }
 }
@@ -338,6 +390,40 @@ mod tests {
         assert!(config.endpoint.path_style);
         let config = Config::parse("db", &params(&[("bucket", "b")]), no_env).expect("valid");
         assert!(!config.endpoint.path_style);
+    }
+
+    #[test]
+    fn layouts_parse_and_an_unknown_one_lists_the_known() {
+        let config = Config::parse("/x.db", &params(&[("bucket", "b")]), no_env).expect("valid");
+        assert_eq!(config.layout, Layout::Versioned);
+        assert_eq!(config.location.prefix, "x.db");
+        let config = Config::parse(
+            "/x.db",
+            &params(&[("bucket", "b"), ("layout", "sqlite-s3vfs")]),
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(config.layout, Layout::SqliteS3vfs);
+        assert_eq!(
+            config.location.prefix, "/x.db",
+            "kept exactly, as the package keys it"
+        );
+        assert_eq!(config.block_size_or_default().bytes(), 4096);
+        let explicit = Config::parse(
+            "x.db",
+            &params(&[("bucket", "b"), ("layout", "versioned")]),
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(explicit.block_size_or_default().bytes(), 65536);
+        let error = Config::parse("x", &params(&[("bucket", "b"), ("layout", "flat")]), no_env)
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("versioned, sqlite-s3vfs"), "{message}");
+        assert_eq!(
+            error.sqlite_code(crate::error::Operation::Open),
+            crate::error::code::CANTOPEN
+        );
     }
 
     #[test]

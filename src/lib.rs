@@ -7,6 +7,7 @@
 //! Layers, from C down to the network:
 //! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines.
 //! - [`vfs`]: safe VFS logic: opening, locking, a database file's reads, writes and commits.
+//! - [`legacy`]: the object layout of the Python package sqlite-s3vfs (`layout=sqlite-s3vfs`).
 //! - [`storage`]: how a database becomes objects: units, keys, commit records, snapshots.
 //! - [`cache`]: the byte-budgeted LRU of blocks with single-flight misses.
 //! - [`backend`]: the async object-store trait with S3, memory, retry, metrics and fault layers.
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod ffi;
+pub mod legacy;
 pub mod runtime;
 pub mod sql;
 pub mod storage;

@@ -8,6 +8,15 @@ use parking_lot::Mutex;
 
 use super::{Backend, BackendResult, ObjectInfo, PutOutcome};
 
+/// The hex MD5 of `body`: the entity tag S3 gives a single-part PUT.
+fn md5_hex(body: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(body)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 #[derive(Clone)]
 struct Stored {
     body: Bytes,
@@ -103,6 +112,7 @@ impl Backend for MemoryBackend {
                 key: key.clone(),
                 size: stored.body.len() as u64,
                 modified_ms: stored.modified_ms,
+                etag: Some(md5_hex(&stored.body)),
             })
             .collect())
     }

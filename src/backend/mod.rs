@@ -84,6 +84,9 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Last modification, milliseconds since the Unix epoch, by the store's clock.
     pub modified_ms: u64,
+    /// The store's entity tag, without quotes (the hex MD5 of the body for a single-part PUT on
+    /// S3 and most compatible stores), when the store reports one.
+    pub etag: Option<String>,
 }
 
 /// An object store: one bucket, flat keys.

@@ -223,6 +223,9 @@ impl Backend for S3Backend {
                         .and_then(|time| time.to_millis().ok())
                         .unwrap_or_default()
                         .max(0) as u64,
+                    etag: object
+                        .e_tag()
+                        .map(|tag| tag.trim_matches('"').to_ascii_lowercase()),
                 })
             }));
             match page.next_continuation_token() {

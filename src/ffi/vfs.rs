@@ -1,6 +1,8 @@
 //! The `s3vfs` sqlite3_vfs and the io_methods of its database files: trampolines from C to
-//! [`crate::vfs`]. Journals and temp files are never stored in S3: they are handed to the
-//! default VFS as anonymous local temp files, deleted on close.
+//! [`crate::vfs`]. Journals and temp files of the versioned layout are never stored in S3: they
+//! are handed to the default VFS as anonymous local temp files, deleted on close. The rollback
+//! journal of a `layout=sqlite-s3vfs` database is stored beside it, where the Python package
+//! sqlite-s3vfs keeps it ([`crate::legacy`]).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -9,10 +11,13 @@ use std::sync::Arc;
 use sqlite3ext_sys::{sqlite3_file, sqlite3_int64, sqlite3_io_methods, sqlite3_vfs};
 
 use super::{api, c_str, guard, report, sqlite_string};
-use crate::config::Config;
+use crate::config::{Config, Layout};
 use crate::error::{code, Error, Operation, Result};
+use crate::legacy::file::{LegacyFile, Role};
+use crate::runtime;
 use crate::storage::ByteOffset;
 use crate::vfs::file::{DbFile, ReadOutcome};
+use crate::vfs::handle::Handle;
 use crate::vfs::lock::LockLevel;
 use crate::vfs::Database;
 
@@ -42,7 +47,7 @@ const SQLITE_IOCAP_SAFE_APPEND: c_int = 0x0000_0200;
 #[repr(C)]
 struct S3File {
     base: sqlite3_file,
-    file: *mut DbFile,
+    file: *mut Handle,
 }
 
 /// The default VFS, which keeps journals and temp files and answers time, sleep, randomness
@@ -134,7 +139,7 @@ static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
 /// The URI parameters of a database filename SQLite passed to xOpen, in order.
 ///
 /// # Safety
-/// `name` must be a filename SQLite passed to xOpen for a main database.
+/// `name` must be a database, journal or WAL filename the SQLite core passed into the VFS.
 unsafe fn uri_parameters(name: *const c_char) -> Vec<(String, String)> {
     let mut parameters = Vec::new();
     let Some(api) = api() else { return parameters };
@@ -170,6 +175,15 @@ unsafe extern "C" fn x_open(
     unsafe { (*file).pMethods = std::ptr::null() };
     if flags & SQLITE_OPEN_MAIN_DB == 0 {
         return guard(Operation::Open, || {
+            if flags & SQLITE_OPEN_MAIN_JOURNAL != 0 {
+                // SAFETY: SQLite passes the journal name it derived from the database's.
+                if let Some(database) = unsafe { legacy_database_of(name) } {
+                    let journal = LegacyFile::open(database, Role::Journal)?;
+                    // SAFETY: as for a main database below.
+                    unsafe { install(file, Handle::Legacy(journal), flags, out_flags) };
+                    return Ok(code::OK);
+                }
+            }
             if flags & SQLITE_OPEN_WAL != 0 {
                 return Err(Error::Unsupported(
                     "WAL mode is not supported; use a rollback journal mode".into(),
@@ -188,24 +202,73 @@ unsafe extern "C" fn x_open(
         let parameters = unsafe { uri_parameters(name) };
         let config = Config::parse(path, &parameters, |variable| std::env::var(variable).ok())?;
         let database = Database::open(&config)?;
-        if database.version().0 == 0 && flags & SQLITE_OPEN_CREATE == 0 {
+        let (handle, exists) = match config.layout {
+            Layout::Versioned => {
+                let exists = database.version().0 > 0;
+                (
+                    Handle::Versioned(DbFile::new(database, config.staleness)),
+                    exists,
+                )
+            }
+            Layout::SqliteS3vfs => {
+                let file = LegacyFile::open(database, Role::Database)?;
+                let exists = file.exists();
+                (Handle::Legacy(file), exists)
+            }
+        };
+        if !exists && flags & SQLITE_OPEN_CREATE == 0 {
             return Err(Error::Config(format!(
                 "no database at {} (open it read-write with create, e.g. mode=rwc, to create it)",
                 config.location.url()
             )));
         }
-        let db_file = Box::new(DbFile::new(database, config.staleness));
-        let s3_file = file.cast::<S3File>();
-        // SAFETY: szOsFile >= size_of::<S3File>(), and SQLite's buffer is aligned for pointers.
-        unsafe {
-            (*s3_file).file = Box::into_raw(db_file);
-            (*s3_file).base.pMethods = &IO_METHODS;
-            if !out_flags.is_null() {
-                *out_flags = flags & !SQLITE_OPEN_DELETEONCLOSE;
-            }
-        }
+        // SAFETY: `file` is SQLite's buffer for this open.
+        unsafe { install(file, handle, flags, out_flags) };
         Ok(code::OK)
     })
+}
+
+/// Stores `handle` in SQLite's file buffer with s3vfs's io_methods.
+///
+/// # Safety
+/// `file` must be SQLite's szOsFile-sized buffer of an xOpen; `out_flags` null or valid.
+unsafe fn install(file: *mut sqlite3_file, handle: Handle, flags: c_int, out_flags: *mut c_int) {
+    let s3_file = file.cast::<S3File>();
+    // SAFETY: szOsFile >= size_of::<S3File>(), and SQLite's buffer is aligned for pointers.
+    unsafe {
+        (*s3_file).file = Box::into_raw(Box::new(handle));
+        (*s3_file).base.pMethods = &IO_METHODS;
+        if !out_flags.is_null() {
+            *out_flags = flags & !SQLITE_OPEN_DELETEONCLOSE;
+        }
+    }
+}
+
+/// The database of the sqlite-s3vfs layout whose rollback journal `name` is, if it is one.
+///
+/// # Safety
+/// `name` must be null or a filename the SQLite core passed into the VFS: "If F is the name
+/// of an sqlite database file, journal file, or WAL file passed by the SQLite core into the
+/// VFS, then sqlite3_filename_database(F) returns the name of the corresponding database
+/// file." (The core allocates super-journal names the same way, so that these calls on them
+/// are sound too.)
+unsafe fn legacy_database_of(name: *const c_char) -> Option<Arc<Database>> {
+    let filename_database = api()?.filename_database?;
+    // SAFETY: the caller's contract, quoted above.
+    let (journal, database) = unsafe { (c_str(name)?, c_str(filename_database(name))?) };
+    if journal != format!("{database}{}", crate::legacy::JOURNAL_SUFFIX) {
+        return None;
+    }
+    // SAFETY: as above: the URI parameters are read through the same filename.
+    let parameters = unsafe { uri_parameters(name) };
+    let config = Config::parse(database, &parameters, |variable| {
+        std::env::var(variable).ok()
+    })
+    .ok()?;
+    if config.layout != Layout::SqliteS3vfs {
+        return None;
+    }
+    Database::open(&config).ok()
 }
 
 /// Opens a journal or temp file as an anonymous local file of the default VFS.
@@ -238,28 +301,53 @@ unsafe fn open_local(file: *mut sqlite3_file, flags: c_int, out_flags: *mut c_in
     }
 }
 
-/// Nothing s3vfs keeps has a name on disk: journals are anonymous and deleted on close.
+/// Deletes the rollback journal of a sqlite-s3vfs-layout database: every object under
+/// `{journal}/`, as the Python package does. Nothing else s3vfs keeps has a name: journals of
+/// the versioned layout are anonymous and deleted on close.
 unsafe extern "C" fn x_delete(
     _vfs: *mut sqlite3_vfs,
-    _name: *const c_char,
+    name: *const c_char,
     _sync_dir: c_int,
 ) -> c_int {
-    code::OK
+    guard(Operation::Sync, || {
+        // SAFETY: SQLite passes a filename of its own into the VFS.
+        if let Some(database) = unsafe { legacy_database_of(name) } {
+            let backend = database.backend();
+            // SAFETY: as above.
+            let journal = unsafe { c_str(name) }.unwrap_or_default().to_string();
+            runtime::block_on(async move { crate::legacy::delete_file(&backend, &journal).await })?;
+        }
+        Ok(code::OK)
+    })
 }
 
-/// No journal, WAL or other side file of an s3vfs database ever exists, so no hot journal is
-/// ever found.
+/// A sqlite-s3vfs-layout database's journal exists when any object is under `{journal}/`,
+/// the package's own test, so that each side finds the other's hot journal. No journal, WAL
+/// or other side file of a versioned database ever exists, so no hot journal is found there.
 unsafe extern "C" fn x_access(
     _vfs: *mut sqlite3_vfs,
-    _name: *const c_char,
+    name: *const c_char,
     _flags: c_int,
     result: *mut c_int,
 ) -> c_int {
-    if !result.is_null() {
-        // SAFETY: SQLite passes a valid out-pointer.
-        unsafe { *result = 0 };
-    }
-    code::OK
+    guard(Operation::Other, || {
+        let mut exists = false;
+        // SAFETY: SQLite passes a filename of its own into the VFS.
+        if let Some(database) = unsafe { legacy_database_of(name) } {
+            let backend = database.backend();
+            // SAFETY: as above.
+            let journal = unsafe { c_str(name) }.unwrap_or_default().to_string();
+            exists =
+                runtime::block_on(
+                    async move { crate::legacy::file_exists(&backend, &journal).await },
+                )?;
+        }
+        if !result.is_null() {
+            // SAFETY: SQLite passes a valid out-pointer.
+            unsafe { *result = c_int::from(exists) };
+        }
+        Ok(code::OK)
+    })
 }
 
 /// The name is the key prefix in the bucket, used as given.
@@ -308,24 +396,26 @@ delegate!(x_current_time, xCurrentTime, (out: *mut f64) -> c_int, code::ERROR);
 delegate!(x_get_last_error, xGetLastError, (len: c_int, out: *mut c_char) -> c_int, 0);
 delegate!(x_current_time_int64, xCurrentTimeInt64, (out: *mut sqlite3_int64) -> c_int, code::ERROR);
 
-/// The [`DbFile`] of an s3vfs database file.
+/// The [`Handle`] of a file s3vfs keeps in the store.
 ///
 /// # Safety
-/// `file` must be a file opened by [`x_open`] as a main database and not yet closed.
-unsafe fn db_file<'a>(file: *mut sqlite3_file) -> &'a mut DbFile {
-    // SAFETY: x_open stored a live Box<DbFile> pointer; SQLite serializes calls on one file.
+/// `file` must be a file opened by [`x_open`] with s3vfs's io_methods and not yet closed.
+unsafe fn db_file<'a>(file: *mut sqlite3_file) -> &'a mut Handle {
+    // SAFETY: x_open stored a live Box<Handle> pointer; SQLite serializes calls on one file.
     unsafe { &mut *(*file.cast::<S3File>()).file }
 }
 
 unsafe extern "C" fn x_close(file: *mut sqlite3_file) -> c_int {
-    guard(Operation::Other, || {
+    guard(Operation::Sync, || {
         // SAFETY: x_open stored this pointer with Box::into_raw; xClose is called once.
         let s3_file = unsafe { &mut *file.cast::<S3File>() };
-        if !s3_file.file.is_null() {
-            // SAFETY: as above; the pointer is nulled so it cannot be freed twice.
-            drop(unsafe { Box::from_raw(s3_file.file) });
-            s3_file.file = std::ptr::null_mut();
+        if s3_file.file.is_null() {
+            return Ok(code::OK);
         }
+        // SAFETY: as above; the pointer is nulled so it cannot be freed twice.
+        let mut handle = unsafe { Box::from_raw(s3_file.file) };
+        s3_file.file = std::ptr::null_mut();
+        handle.close()?;
         Ok(code::OK)
     })
 }
@@ -408,7 +498,7 @@ unsafe extern "C" fn x_unlock(file: *mut sqlite3_file, level: c_int) -> c_int {
         let level = LockLevel::from_raw(level)
             .ok_or_else(|| Error::Runtime(format!("bad lock level {level}")))?;
         // SAFETY: a main database file opened by x_open.
-        unsafe { db_file(file) }.unlock(level);
+        unsafe { db_file(file) }.unlock(level)?;
         Ok(code::OK)
     })
 }
@@ -454,7 +544,16 @@ unsafe extern "C" fn x_file_control(
             // third element is the argument to the pragma or NULL".
             let arguments = argument.cast::<*mut c_char>();
             let (name, value) = unsafe { (c_str(*arguments.add(1)), c_str(*arguments.add(2))) };
-            match name.and_then(|name| refuse_pragma(name, value)) {
+            // SAFETY: a main database file opened by x_open.
+            let legacy = unsafe { db_file(file) }.is_legacy();
+            let refused = name.and_then(|name| {
+                refuse_pragma(name, value).or_else(|| {
+                    legacy
+                        .then(|| crate::legacy::refuse_pragma(name, value))
+                        .flatten()
+                })
+            });
+            match refused {
                 Some(message) => {
                     report(code::ERROR, &message, false);
                     // SAFETY: "the VFS ... may set the first element of the array to an error
@@ -492,7 +591,13 @@ unsafe extern "C" fn x_sector_size(_file: *mut sqlite3_file) -> c_int {
     4096
 }
 
-unsafe extern "C" fn x_device_characteristics(_file: *mut sqlite3_file) -> c_int {
+/// A sqlite-s3vfs-layout file does not claim SAFE_APPEND, so that SQLite writes a journal's
+/// header only after its records are synced, as it does for the Python package.
+unsafe extern "C" fn x_device_characteristics(file: *mut sqlite3_file) -> c_int {
+    // SAFETY: a file opened by x_open.
+    if unsafe { db_file(file) }.is_legacy() {
+        return SQLITE_IOCAP_POWERSAFE_OVERWRITE;
+    }
     SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_SAFE_APPEND
 }
 

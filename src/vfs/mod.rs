@@ -2,9 +2,11 @@
 //! and (in [`file`]) one connection's database file.
 
 pub mod file;
+pub mod handle;
 pub mod lock;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use crate::backend::retry::{RetryPolicy, RetryingBackend};
 use crate::backend::s3::{Endpoint, S3Backend};
 use crate::backend::{run_bounded, Backend};
 use crate::cache::{BlockCache, BlockKey, CacheStats};
-use crate::config::Config;
+use crate::config::{Config, Layout};
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::storage::log::{self, MAX_IN_FLIGHT};
@@ -32,7 +34,10 @@ struct Latest {
 /// and the locks of the connections that have it open.
 pub struct Database {
     pub location: Location,
+    pub layout: Layout,
     pub cache_size: u64,
+    /// The file size a connection last saw, for a database of the sqlite-s3vfs layout.
+    legacy_size: AtomicU64,
     backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
     cache: BlockCache,
@@ -43,6 +48,7 @@ pub struct Database {
 /// What `s3vfs_stats()` reports about one database.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DatabaseStats {
+    pub layout: &'static str,
     pub bucket: String,
     pub prefix: String,
     pub version: u64,
@@ -118,6 +124,7 @@ impl Database {
             location: config.location.clone(),
         };
         if let Some(database) = registry().lock().get(&key).and_then(Weak::upgrade) {
+            database.check_layout(config)?;
             database.check_block_size(config)?;
             return Ok(database);
         }
@@ -146,6 +153,24 @@ impl Database {
         ));
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(metered, retry));
         let location = config.location.clone();
+        if config.layout == Layout::SqliteS3vfs {
+            // Each connection lists the file when it opens it and when a transaction starts.
+            let block_size = config.block_size_or_default();
+            return Ok(Arc::new(Database {
+                location,
+                layout: config.layout,
+                cache_size: config.cache_size,
+                legacy_size: AtomicU64::new(0),
+                backend,
+                metrics,
+                cache: BlockCache::new(config.cache_size),
+                latest: Mutex::new(Latest {
+                    snapshot: Arc::new(Snapshot::empty(block_size)),
+                    checked: Instant::now(),
+                }),
+                locks: Mutex::new(LockTable::default()),
+            }));
+        }
         let loaded = {
             let (backend, location) = (backend.clone(), location.clone());
             runtime::block_on(log::load_latest(backend, location, None))?
@@ -153,10 +178,15 @@ impl Database {
         let block_size = config
             .block_size
             .unwrap_or(crate::storage::BlockSize::DEFAULT);
+        if loaded.is_none() {
+            refuse_legacy_data(&backend, &location)?;
+        }
         let snapshot = loaded.unwrap_or_else(|| Arc::new(Snapshot::empty(block_size)));
         let database = Arc::new(Database {
             location,
+            layout: config.layout,
             cache_size: config.cache_size,
+            legacy_size: AtomicU64::new(0),
             backend,
             metrics,
             cache: BlockCache::new(config.cache_size),
@@ -170,8 +200,29 @@ impl Database {
         Ok(database)
     }
 
+    fn check_layout(&self, config: &Config) -> Result<()> {
+        if config.layout == self.layout {
+            return Ok(());
+        }
+        Err(Error::Format(format!(
+            "{} is open in this process with layout={}; it cannot also be opened with layout={}",
+            self.location.url(),
+            self.layout.name(),
+            config.layout.name()
+        )))
+    }
+
     fn check_block_size(&self, config: &Config) -> Result<()> {
         let snapshot = self.latest();
+        let legacy = self.layout == Layout::SqliteS3vfs;
+        if legacy && config.block_size_or_default() != snapshot.block_size {
+            return Err(Error::Format(format!(
+                "block_size={} conflicts with {}, open in this process with block_size={}",
+                config.block_size_or_default().bytes(),
+                self.location.url(),
+                snapshot.block_size.bytes()
+            )));
+        }
         match config.block_size {
             Some(asked) if snapshot.version.0 > 0 && asked != snapshot.block_size => Err(Error::Format(format!(
                 "block_size={} conflicts with {}, created with block_size={} (the block size is fixed when a \
@@ -248,17 +299,37 @@ impl Database {
         self.cache.insert(key, data);
     }
 
+    /// Blocks through the cache by key; misses go to `fetch` together (see
+    /// [`BlockCache::get_many`]).
+    pub fn cached_blocks(
+        &self,
+        keys: &[BlockKey],
+        fetch: impl FnOnce(Vec<BlockKey>) -> Result<Vec<Result<Bytes>>>,
+    ) -> Result<Vec<Bytes>> {
+        self.cache.get_many(keys, fetch)
+    }
+
+    /// Records the size a connection saw of a database of the sqlite-s3vfs layout.
+    pub fn set_legacy_size(&self, size: u64) {
+        self.legacy_size.store(size, Ordering::Relaxed);
+    }
+
     pub fn backend(&self) -> Arc<dyn Backend> {
         self.backend.clone()
     }
 
     pub fn stats(&self) -> DatabaseStats {
         let snapshot = self.latest();
+        let size = match self.layout {
+            Layout::Versioned => snapshot.size,
+            Layout::SqliteS3vfs => self.legacy_size.load(Ordering::Relaxed),
+        };
         DatabaseStats {
+            layout: self.layout.name(),
             bucket: self.location.bucket.clone(),
             prefix: self.location.prefix.clone(),
             version: snapshot.version.0,
-            size: snapshot.size,
+            size,
             block_size: snapshot.block_size.bytes(),
             requests: self.metrics.snapshot(),
             cache: self.cache.stats(),
@@ -267,5 +338,26 @@ impl Database {
 
     pub fn version(&self) -> Version {
         self.latest().version
+    }
+}
+
+/// Refuses to create a database of the versioned layout where one of the sqlite-s3vfs layout
+/// is (`P/0000000000` exists): the two would mix their objects under one prefix.
+fn refuse_legacy_data(backend: &Arc<dyn Backend>, location: &Location) -> Result<()> {
+    let (backend, first) = (
+        backend.clone(),
+        crate::legacy::block_key(&location.prefix, crate::storage::BlockIndex(0)),
+    );
+    let found =
+        runtime::block_on(async move { Ok(backend.list(&first, None).await?.into_iter().next()) })?;
+    match found {
+        Some(object) => Err(Error::Format(format!(
+            "{} holds a database of the sqlite-s3vfs layout (s3://{}/{} exists); open it with \
+             layout=sqlite-s3vfs and the block_size it was written with",
+            location.url(),
+            location.bucket,
+            object.key
+        ))),
+        None => Ok(()),
     }
 }

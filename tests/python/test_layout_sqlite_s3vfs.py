@@ -1,0 +1,175 @@
+"""layout=sqlite-s3vfs against the real Python package sqlite-s3vfs (PyPI, with apsw and
+boto3), both directions, on the local S3 server, for page_size:block_size 4096:4096,
+1024:4096 and 65536:65536; and crash recovery across the two.
+"""
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import apsw
+
+from layout_util import (
+    SIZES,
+    bucket,
+    check,
+    keys,
+    package_connect,
+    rows,
+    s3vfs_connect,
+    value,
+)
+from s3vfs_util import HERE, integrity, stats, unique_name, worker_env
+
+SIZE_IDS = [f"{page}:{block}" for page, block in SIZES]
+
+
+def create(conn, page_size, count=300):
+    conn.execute(f"PRAGMA page_size={page_size}")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+    expected = {i: value(i) for i in range(1, count + 1)}
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t(id, v) VALUES(?, ?)", expected.items())
+    conn.execute("COMMIT")
+    return expected
+
+
+@pytest.mark.parametrize("page_size,block_size", SIZES, ids=SIZE_IDS)
+def test_package_writes_s3vfs_reads(page_size, block_size):
+    name = unique_name("pkg-to-s3vfs")
+    conn = package_connect(name, block_size)
+    expected = create(conn, page_size)
+    conn.execute("UPDATE t SET v = ? WHERE id % 7 = 0", (b"seven",))
+    conn.execute("DELETE FROM t WHERE id % 11 = 0")
+    expected = {k: (b"seven" if k % 7 == 0 else v) for k, v in expected.items() if k % 11}
+    conn.close()
+    assert keys(name + "/")[0] == f"{name}/0000000000"
+
+    reader = s3vfs_connect(name, block_size)
+    assert reader.execute("PRAGMA page_size").fetchone()[0] == page_size
+    check(reader, expected)
+    database = stats(reader)["database"]
+    assert database["layout"] == "sqlite-s3vfs"
+    assert database["requests"]["get"] > 0 and database["requests"]["list"] > 0
+    assert database["size"] == sum(obj.size for obj in bucket().objects.filter(Prefix=name + "/"))
+
+
+@pytest.mark.parametrize("page_size,block_size", SIZES, ids=SIZE_IDS)
+def test_s3vfs_writes_package_reads(page_size, block_size):
+    name = unique_name("s3vfs-to-pkg")
+    conn = s3vfs_connect(name, block_size)
+    expected = create(conn, page_size)
+    conn.execute("UPDATE t SET v = ? WHERE id % 5 = 0", (b"five",))
+    conn.execute("DELETE FROM t WHERE id % 3 = 0")
+    expected = {k: (b"five" if k % 5 == 0 else v) for k, v in expected.items() if k % 3}
+    # A rolled-back transaction, large enough to spill SQLite's page cache to the file.
+    conn.execute("PRAGMA cache_size=10")
+    conn.execute("BEGIN")
+    conn.execute("DELETE FROM t WHERE id < 200")
+    conn.execute("INSERT INTO t(id, v) SELECT id + 5000, randomblob(3000) FROM t")
+    conn.execute("ROLLBACK")
+    check(conn, expected)
+    # A large transaction, then VACUUM, which shrinks the file.
+    big = {i: value(i, 20_000) for i in range(10_000, 10_100)}
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t(id, v) VALUES(?, ?)", big.items())
+    conn.execute("COMMIT")
+    expected.update(big)
+    conn.execute("DELETE FROM t WHERE id >= 10050")
+    expected = {k: v for k, v in expected.items() if k < 10050}
+    size_before = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
+    conn.execute("VACUUM")
+    size_after = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
+    assert size_after < size_before
+    check(conn, expected)
+    assert stats(conn)["database"]["size"] == size_after
+    conn.close()
+    assert keys(name + "-journal/") == [], "the journal is deleted after each commit"
+    blocks = keys(name + "/")
+    assert len(blocks) == -(-size_after // block_size), "objects past the end were deleted"
+
+    reader = package_connect(name, block_size)
+    assert reader.execute("PRAGMA page_size").fetchone()[0] == page_size
+    check(reader, expected)
+
+
+@pytest.mark.parametrize("page_size,block_size", SIZES, ids=SIZE_IDS)
+def test_alternating_writers(page_size, block_size):
+    name = unique_name("alternate")
+    conn = package_connect(name, block_size)
+    expected = create(conn, page_size, count=50)
+    conn.close()
+    for round_number in range(3):
+        for side in ("s3vfs", "package"):
+            conn = s3vfs_connect(name, block_size) if side == "s3vfs" else package_connect(name, block_size)
+            check(conn, expected)
+            seed = round_number * 1000 + (side == "s3vfs")
+            new = {100_000 + seed * 10 + i: value(seed * 10 + i) for i in range(10)}
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO t(id, v) VALUES(?, ?)", new.items())
+            conn.execute("DELETE FROM t WHERE id = (SELECT min(id) FROM t)")
+            conn.execute("COMMIT")
+            expected.pop(min(expected))
+            expected.update(new)
+            check(conn, expected)
+            conn.close()
+
+
+def test_a_wrong_block_size_is_refused_with_a_reason():
+    name = unique_name("wrong-block")
+    conn = package_connect(name, 4096)
+    create(conn, 4096, count=100)
+    conn.close()
+    with pytest.raises(apsw.CantOpenError):
+        s3vfs_connect(name, 8192)
+    last = apsw.Connection(":memory:").execute("SELECT s3vfs_last_error()").fetchone()[0]
+    assert "block_size=8192 contradicts" in last, last
+    assert "cannot be detected" in last, last
+
+
+def crash(writer, name, block_size):
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "layout_worker.py"), "crash", writer, name, str(block_size)],
+        capture_output=True, text=True, env=worker_env(), timeout=300,
+    )
+    detail = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == -signal.SIGKILL, f"the {writer} writer was not killed mid-commit; {detail}"
+    assert json.loads(proc.stdout.splitlines()[0])["blocks_before"] > 0, detail
+
+
+@pytest.mark.parametrize("writer,recoverer", [("s3vfs", "package"), ("package", "s3vfs")])
+def test_a_writer_killed_mid_commit_is_rolled_back_by_the_other(writer, recoverer):
+    name = unique_name(f"crash-{writer}")
+    page_size = block_size = 4096
+    conn = package_connect(name, block_size)
+    expected = create(conn, page_size, count=400)
+    conn.close()
+    before = set(keys(name + "/"))
+
+    crash(writer, name, block_size)
+    assert keys(name + "-journal/"), "the killed writer left its journal"
+    assert set(keys(name + "/")) >= before
+
+    conn = package_connect(name, block_size) if recoverer == "package" else s3vfs_connect(name, block_size)
+    # The first read finds the hot journal and rolls the torn commit back.
+    check(conn, expected)
+    conn.close()
+    assert keys(name + "-journal/") == [], "the hot journal was played back and deleted"
+    other = s3vfs_connect(name, block_size) if recoverer == "package" else package_connect(name, block_size)
+    check(other, expected)
+
+
+def test_journal_modes_without_a_stored_journal_are_refused():
+    name = unique_name("journal-mode")
+    conn = s3vfs_connect(name, 4096)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+    for mode in ("MEMORY", "OFF", "WAL"):
+        with pytest.raises(apsw.Error):
+            conn.execute(f"PRAGMA journal_mode={mode}").fetchall()
+    for mode in ("truncate", "persist", "delete"):
+        assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
+        conn.execute("INSERT INTO t(v) VALUES(?)", (mode,))
+        assert integrity(conn) == ["ok"]
+    assert [r[0] for r in conn.execute("SELECT v FROM t")] == ["truncate", "persist", "delete"]
