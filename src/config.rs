@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use crate::backend::s3::Endpoint;
 use crate::error::{Error, Result};
-use crate::storage::{BlockSize, Location};
+use crate::storage::format::MIN_GC_MARGIN_MS;
+use crate::storage::history::{parse_time, Pin};
+use crate::storage::{BlockSize, Location, Version};
 
 /// The default byte budget of the block cache of one database.
 pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
@@ -30,6 +32,9 @@ pub const PARAMETERS: &[&str] = &[
     "block_size",
     "cache_size",
     "staleness",
+    "version",
+    "as_of",
+    "gc_margin",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +47,10 @@ pub struct Config {
     pub cache_size: u64,
     /// A read transaction may skip the freshness check if the last one is younger than this.
     pub staleness: Duration,
+    /// `version=` or `as_of=`: the connection reads this past version, read-only.
+    pub pin: Option<Pin>,
+    /// `gc_margin=`: the collector's safety margin of a database being created.
+    pub gc_margin: Option<Duration>,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -107,6 +116,8 @@ impl Config {
         let mut block_size = None;
         let mut cache_size = DEFAULT_CACHE_SIZE;
         let mut staleness = Duration::ZERO;
+        let mut pin = None;
+        let mut gc_margin = None;
         for (name, value) in parameters {
             match name.as_str() {
                 "bucket" => bucket = Some(value.clone()),
@@ -131,6 +142,39 @@ impl Config {
                     staleness = parse_duration(value).ok_or_else(|| {
                         malformed(name, value, "a duration such as 0, 500ms or 2s")
                     })?;
+                }
+                "version" | "as_of" if pin.is_some() => {
+                    return Err(Error::Config(
+                        "URI parameters version= and as_of= name one version: give one of them"
+                            .into(),
+                    ))
+                }
+                "version" => {
+                    let number = value
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|number| *number > 0)
+                        .ok_or_else(|| malformed(name, value, "a version number such as 42"))?;
+                    pin = Some(Pin::Version(Version(number)));
+                }
+                "as_of" => {
+                    let time = parse_time(value).ok_or_else(|| {
+                        malformed(
+                            name,
+                            value,
+                            "a UTC time such as 2026-11-21T10:00:00Z, or Unix seconds or milliseconds",
+                        )
+                    })?;
+                    pin = Some(Pin::AsOf(time));
+                }
+                "gc_margin" => {
+                    let margin = crate::storage::gc::parse_span(value)
+                        .filter(|margin| margin.as_millis() >= u128::from(MIN_GC_MARGIN_MS))
+                        .ok_or_else(|| {
+                            malformed(name, value, "a duration of at least 1s, such as 1h or 90s")
+                        })?;
+                    gc_margin = Some(margin);
                 }
                 other if SQLITE_PARAMETERS.contains(&other) => {}
                 other => {
@@ -188,6 +232,8 @@ impl Config {
             block_size,
             cache_size,
             staleness,
+            pin,
+            gc_margin,
         })
     }
 }

@@ -24,6 +24,7 @@ pub const FCNTL_S3VFS_DATABASE: c_int = 0x5333_5646;
 
 // Values from sqlite3.h.
 const SQLITE_OPEN_READONLY: c_int = 0x0000_0001;
+const SQLITE_OPEN_READWRITE: c_int = 0x0000_0002;
 const SQLITE_OPEN_CREATE: c_int = 0x0000_0004;
 const SQLITE_OPEN_DELETEONCLOSE: c_int = 0x0000_0008;
 const SQLITE_OPEN_MAIN_DB: c_int = 0x0000_0100;
@@ -188,20 +189,38 @@ unsafe extern "C" fn x_open(
         let parameters = unsafe { uri_parameters(name) };
         let config = Config::parse(path, &parameters, |variable| std::env::var(variable).ok())?;
         let database = Database::open(&config)?;
-        if database.version().0 == 0 && flags & SQLITE_OPEN_CREATE == 0 {
-            return Err(Error::Config(format!(
-                "no database at {} (open it read-write with create, e.g. mode=rwc, to create it)",
-                config.location.url()
-            )));
-        }
-        let db_file = Box::new(DbFile::new(database, config.staleness));
+        let mut opened_flags = flags & !SQLITE_OPEN_DELETEONCLOSE;
+        let db_file = match config.pin {
+            Some(pin) => {
+                let snapshot = database.pinned_snapshot(pin)?;
+                let db_file = DbFile::pinned(database, snapshot, pin);
+                // A past version is read-only: with SQLITE_OPEN_READONLY in the out flags,
+                // SQLite itself refuses every write with SQLITE_READONLY (and the VFS refuses
+                // too). SQLite's message is generic, so the reason goes to sqlite3_log and
+                // s3vfs_last_error() now.
+                opened_flags =
+                    (opened_flags & !(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
+                report(code::NOTICE, db_file.read_only().unwrap_or_default(), false);
+                db_file
+            }
+            None => {
+                if database.version().0 == 0 && flags & SQLITE_OPEN_CREATE == 0 {
+                    return Err(Error::Config(format!(
+                        "no database at {} (open it read-write with create, e.g. mode=rwc, to create it)",
+                        config.location.url()
+                    )));
+                }
+                DbFile::new(database, config.staleness)
+            }
+        };
+        let db_file = Box::new(db_file);
         let s3_file = file.cast::<S3File>();
         // SAFETY: szOsFile >= size_of::<S3File>(), and SQLite's buffer is aligned for pointers.
         unsafe {
             (*s3_file).file = Box::into_raw(db_file);
             (*s3_file).base.pMethods = &IO_METHODS;
             if !out_flags.is_null() {
-                *out_flags = flags & !SQLITE_OPEN_DELETEONCLOSE;
+                *out_flags = opened_flags;
             }
         }
         Ok(code::OK)

@@ -1,5 +1,8 @@
 //! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()` and
-//! `s3vfs_last_error()`.
+//! `s3vfs_last_error()`; and (in [`history`]) `s3vfs_versions()`, `s3vfs_restore()` and
+//! `s3vfs_gc()`.
+
+pub mod history;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -11,7 +14,14 @@ use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFl
 use crate::backend::metered::process_metrics;
 
 /// The names of every SQL function s3vfs defines.
-pub const FUNCTIONS: &[&str] = &["s3vfs_version", "s3vfs_stats", "s3vfs_last_error"];
+pub const FUNCTIONS: &[&str] = &[
+    "s3vfs_version",
+    "s3vfs_stats",
+    "s3vfs_last_error",
+    "s3vfs_versions",
+    "s3vfs_restore",
+    "s3vfs_gc",
+];
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
 fn guarded(body: impl FnOnce() -> Result<(), FunctionError>) -> Result<(), FunctionError> {
@@ -75,5 +85,10 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_versions", 0, history::versions, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_versions", 1, history::versions, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_restore", 2, history::restore, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_gc", 1, history::collect, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_gc", 2, history::collect, FunctionFlags::UTF8)?;
     Ok(())
 }
