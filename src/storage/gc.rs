@@ -3,8 +3,8 @@
 //!
 //! It deletes an unreferenced object only when the object is older than the database's
 //! safety margin by the store's own clock (its LastModified against the LastModified of the
-//! marker `P/collector` the collector writes first), and it always keeps the newest version,
-//! the head hint's version, and every version superseded less than a margin ago. Writers, in
+//! marker `P/collector` the collector writes first), and it always keeps the newest version
+//! and every version superseded less than a margin ago. Writers, in
 //! turn, never land a commit record later than half a margin after the freshness check that
 //! chose its parent (see `log::commit`). README.md ("Retention and garbage collection") gives
 //! the argument that together these make collecting safe while others read and write.
@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::format::{ParsedRecord, DEFAULT_GC_MARGIN_MS, FORMAT_VERSION};
 use super::history::list_records;
 use super::log::{get_checkpoint, get_record, now_ms, MAX_IN_FLIGHT};
-use super::{Head, Location, TxId, Version};
+use super::{Location, TxId, Version};
 use crate::backend::{run_bounded, Backend, ObjectInfo};
 use crate::error::{Error, Result};
 
@@ -194,22 +194,16 @@ pub async fn collect(
     keep: Keep,
 ) -> Result<GcReport> {
     let now = store_now(&backend, &location).await?;
-    let (checkpoint_prefix, block_prefix, head_key) = (
+    let (checkpoint_prefix, block_prefix) = (
         format!("{}/checkpoints/", location.prefix),
         format!("{}/blocks/", location.prefix),
-        location.head_key(),
     );
-    let (records, checkpoints, blocks, head) = tokio::join!(
+    let (records, checkpoints, blocks) = tokio::join!(
         list_records(&backend, &location),
         backend.list(&checkpoint_prefix, None),
         backend.list(&block_prefix, None),
-        backend.get(&head_key),
     );
     let (records, checkpoints, blocks) = (records?, checkpoints?, blocks?);
-    let head = match head? {
-        Some(body) => Some(Head::decode(&location.head_key(), &body)?),
-        None => None,
-    };
 
     let newest = match records.last() {
         Some((version, _)) => Some(get_record(&backend, &location, *version).await?),
@@ -251,9 +245,6 @@ pub async fn collect(
             let recent = |object: &ObjectInfo| !old_enough(object);
             let superseded_recently = records.get(index + 1).is_some_and(|(_, next)| recent(next));
             if recent(&records[index].1) || superseded_recently {
-                retained.insert(index);
-            }
-            if head == Some(records[index].0) {
                 retained.insert(index);
             }
         }
@@ -370,4 +361,256 @@ pub async fn collect(
         kept: kept.finish(),
         kept_for_margin,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::storage::history::load_version;
+    use crate::storage::log::{commit, load_latest, upload_blocks, Transaction};
+    use crate::storage::{BlockIndex, BlockSize, Snapshot};
+    use crate::runtime::block_on;
+    use bytes::Bytes;
+    use std::time::Instant;
+
+    const MARGIN: Duration = Duration::from_secs(10);
+
+    fn location() -> Location {
+        Location {
+            bucket: "memory".into(),
+            prefix: "db".into(),
+        }
+    }
+
+    fn upload(backend: &Arc<dyn Backend>, txid: TxId, block: (BlockIndex, Bytes)) {
+        let backend = backend.clone();
+        block_on(async move { upload_blocks(&backend, &location(), txid, vec![block]).await })
+            .expect("uploads");
+    }
+
+    fn empty() -> Arc<Snapshot> {
+        let mut snapshot = Snapshot::empty(BlockSize::new(512).expect("valid"));
+        snapshot.gc_margin = MARGIN;
+        Arc::new(snapshot)
+    }
+
+    /// A commit on `parent` that rewrites block `round % 4` of a 4-block file.
+    fn step(parent: &Arc<Snapshot>, round: u64) -> Transaction {
+        let mut upload = vec![(
+            BlockIndex(round % 4),
+            Bytes::from(vec![round as u8; 512]),
+        )];
+        if parent.version.0 == 0 {
+            upload = (0..4)
+                .map(|index| (BlockIndex(index), Bytes::from(vec![0u8; 512])))
+                .collect();
+        }
+        Transaction {
+            parent: parent.clone(),
+            txid: TxId::random(),
+            size: 2048,
+            upload,
+            uploaded: BTreeSet::new(),
+            checked: Instant::now(),
+            first_upload: None,
+        }
+    }
+
+    fn commits(backend: &Arc<dyn Backend>, mut parent: Arc<Snapshot>, count: u64) -> Vec<Arc<Snapshot>> {
+        let mut made = Vec::new();
+        for round in 0..count {
+            parent = block_on(commit(backend.clone(), location(), step(&parent, round)))
+                .expect("commits");
+            made.push(parent.clone());
+        }
+        made
+    }
+
+    /// Moves every object of the database more than a margin into the past.
+    fn age_everything(memory: &MemoryBackend) {
+        for key in memory.keys() {
+            memory.age_object(&key, 2 * MARGIN.as_millis() as u64 + 5000);
+        }
+    }
+
+    fn block_keys(memory: &MemoryBackend) -> BTreeSet<String> {
+        memory
+            .keys()
+            .into_iter()
+            .filter(|key| key.starts_with("db/blocks/"))
+            .collect()
+    }
+
+    fn keys_of(snapshot: &Snapshot) -> BTreeSet<String> {
+        (0..snapshot.block_count())
+            .map(|index| {
+                let index = BlockIndex(index);
+                location().block_key(index, snapshot.block_txid(index).expect("in file"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keep_parses_versions_and_durations() {
+        assert_eq!(Keep::parse("100"), Some(Keep::Versions(100)));
+        assert_eq!(Keep::parse("0"), None);
+        assert_eq!(Keep::parse("7d"), Some(Keep::Within(Duration::from_secs(7 * 86_400))));
+        assert_eq!(Keep::parse("24h"), Some(Keep::Within(Duration::from_secs(86_400))));
+        assert_eq!(Keep::parse("90s"), Some(Keep::Within(Duration::from_secs(90))));
+        assert_eq!(Keep::parse("soon"), None);
+    }
+
+    #[test]
+    fn the_collector_removes_exactly_what_no_retained_version_needs() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let made = commits(&backend, empty(), 250);
+        // A transaction that never committed, long ago, and one in flight now.
+        let dead = TxId::random();
+        upload(&backend, dead, (BlockIndex(0), Bytes::from(vec![9u8; 512])));
+        age_everything(&memory);
+        let live = TxId::random();
+        upload(&backend, live, (BlockIndex(1), Bytes::from(vec![8u8; 512])));
+
+        let before = memory.keys().len();
+        let report = block_on(collect(backend.clone(), location(), Keep::Versions(30))).expect("collects");
+        let retained: Vec<&Arc<Snapshot>> = made.iter().filter(|snapshot| snapshot.version.0 > 220).collect();
+        assert_eq!(report.retained_versions, 30);
+        assert_eq!(report.oldest_retained_version, Some(221));
+        assert_eq!(report.newest_version, Some(250));
+
+        // Exactly the blocks of the retained versions stay, and the in-flight upload.
+        let mut expected: BTreeSet<String> = retained.iter().flat_map(|snapshot| keys_of(snapshot)).collect();
+        expected.insert(location().block_key(BlockIndex(1), live));
+        assert_eq!(block_keys(&memory), expected);
+        assert_eq!(report.kept_for_margin.objects, 1);
+        // Exactly their records, and the checkpoints they are based on.
+        let records: Vec<String> = memory.keys().into_iter().filter(|key| key.starts_with("db/log/")).collect();
+        let expected_records: Vec<String> = retained.iter().map(|snapshot| location().log_key(snapshot.version)).collect();
+        assert_eq!(records, expected_records);
+        let checkpoints: BTreeSet<String> = memory.keys().into_iter().filter(|key| key.starts_with("db/checkpoints/")).collect();
+        let expected_checkpoints: BTreeSet<String> = retained
+            .iter()
+            .map(|snapshot| location().checkpoint_key(snapshot.base_version, snapshot.base_txid))
+            .collect();
+        assert_eq!(checkpoints, expected_checkpoints);
+        assert_eq!(
+            report.removed.total.objects as usize,
+            before - memory.keys().len() + 1,
+            "{report:?}"
+        );
+        // Every retained version still loads, and each of its blocks exists.
+        for snapshot in &retained {
+            let loaded = block_on(load_version(backend.clone(), location(), snapshot.version)).expect("loads");
+            assert_eq!(loaded.full_map(), snapshot.full_map());
+        }
+        // An old version is reported as collected, not as corrupt.
+        let error = block_on(load_version(backend.clone(), location(), Version(5))).expect_err("collected");
+        assert!(error.to_string().contains("versions 221 to 250"), "{error}");
+        // Opening stays cheap and correct, and a second run removes nothing.
+        let latest = block_on(load_latest(backend.clone(), location(), None)).expect("loads").expect("exists");
+        assert_eq!(latest.version, Version(250));
+        let again = block_on(collect(backend, location(), Keep::Versions(30))).expect("collects");
+        assert_eq!(again.removed.total.objects, 0, "{again:?}");
+    }
+
+    #[test]
+    fn young_objects_and_recently_superseded_versions_are_kept() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let made = commits(&backend, empty(), 5);
+        // Nothing is older than the margin: keep=1 removes nothing at all.
+        let report = block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
+        assert_eq!(report.removed.total.objects, 0, "{report:?}");
+        assert_eq!(report.retained_versions, 5);
+        // Old history, then two fresh commits: the version they superseded stays readable
+        // (a reader may have pinned it as the newest a moment ago).
+        age_everything(&memory);
+        let fresh = commits(&backend, made[4].clone(), 2);
+        let report = block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
+        assert_eq!(report.oldest_retained_version, Some(5), "{report:?}");
+        for snapshot in [&made[4], &fresh[0], &fresh[1]] {
+            for key in keys_of(snapshot) {
+                assert!(memory.object(&key).is_some(), "{key} of version {}", snapshot.version.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_duration_window_keeps_the_version_current_at_its_start() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let made = commits(&backend, empty(), 6);
+        age_everything(&memory);
+        // Every record is old by the store's clock, and commit times are all "now" by the
+        // writer's: a window of an hour keeps all of them.
+        let report = block_on(collect(backend.clone(), location(), Keep::Within(Duration::from_secs(3600)))).expect("collects");
+        assert_eq!(report.retained_versions, 6, "{report:?}");
+        // A window of 1 ms (after a pause) keeps the version current at its start: the newest.
+        std::thread::sleep(Duration::from_millis(20));
+        let report = block_on(collect(backend.clone(), location(), Keep::Within(Duration::from_millis(1)))).expect("collects");
+        assert_eq!(report.retained_versions, 1, "{report:?}");
+        let latest = block_on(load_latest(backend, location(), None)).expect("loads").expect("exists");
+        assert_eq!(latest.full_map(), made[5].full_map());
+    }
+
+    #[test]
+    fn blocks_uploaded_early_by_a_transaction_in_flight_survive_the_collector() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let made = commits(&backend, empty(), 3);
+        age_everything(&memory);
+        // A transaction starts (its check is now) and spills a block before committing.
+        let mut transaction = step(&made[2], 7);
+        let spilled = transaction.upload.remove(0);
+        upload(&backend, transaction.txid, spilled.clone());
+        transaction.uploaded.insert(spilled.0);
+        transaction.first_upload = Some(Instant::now());
+        block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
+        let committed = block_on(commit(backend.clone(), location(), transaction)).expect("commits");
+        for key in keys_of(&committed) {
+            assert!(memory.object(&key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_writer_never_commits_over_a_collected_record() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let made = commits(&backend, empty(), 2);
+        // A writer found version 2 the newest a margin ago; since then others committed 3 and
+        // 4, and the collector removed 3.
+        let mut slow = step(&made[1], 9);
+        slow.checked = Instant::now() - MARGIN;
+        let others = commits(&backend, made[1].clone(), 2);
+        age_everything(&memory);
+        commits(&backend, others[1].clone(), 1);
+        block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
+        assert!(memory.object(&location().log_key(Version(3))).is_none());
+        // Its record 3 would be created, and be invisible behind 4 and 5: it must not commit.
+        let outcome = block_on(commit(backend.clone(), location(), slow));
+        assert!(matches!(outcome, Err(Error::Conflict { .. })), "{outcome:?}");
+        assert!(memory.object(&location().log_key(Version(3))).is_none());
+
+        // Blocks uploaded more than half a margin ago may be gone: refused, nothing visible.
+        let latest = block_on(load_latest(backend.clone(), location(), None)).expect("loads").expect("exists");
+        let mut stale = step(&latest, 3);
+        stale.first_upload = Some(Instant::now() - MARGIN / 2);
+        let outcome = block_on(commit(backend.clone(), location(), stale));
+        assert!(matches!(outcome, Err(Error::TooSlow(_))), "{outcome:?}");
+        let after = block_on(load_latest(backend, location(), None)).expect("loads").expect("exists");
+        assert_eq!(after.version, latest.version);
+    }
+
+    #[test]
+    fn an_old_check_with_nothing_newer_is_renewed_and_commits() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let made = commits(&backend, empty(), 2);
+        let mut slow = step(&made[1], 5);
+        slow.checked = Instant::now() - MARGIN;
+        let committed = block_on(commit(backend, location(), slow)).expect("commits after a new check");
+        assert_eq!(committed.version, Version(3));
+    }
 }

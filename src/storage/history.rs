@@ -509,6 +509,51 @@ mod tests {
     }
 
     #[test]
+    fn opening_any_version_of_a_10000_commit_history_costs_a_few_requests() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let fills: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let snapshots = history(&backend, &fills);
+        let metered = |metrics: &Arc<Metrics>| -> Arc<dyn Backend> {
+            Arc::new(MeteredBackend::new(backend.clone(), vec![metrics.clone()]))
+        };
+
+        let latest = Arc::new(Metrics::default());
+        let loaded = block_on(log::load_latest(metered(&latest), location(), None))
+            .expect("loads")
+            .expect("exists");
+        assert_eq!(loaded.version, Version(10_000));
+        // head, LIST (from the head on), the newest record, its checkpoint.
+        assert_eq!(latest.snapshot().requests(), 4, "{:?}", latest.snapshot());
+
+        let pinned = Arc::new(Metrics::default());
+        let old = block_on(load_version(metered(&pinned), location(), Version(4321)))
+            .expect("loads");
+        assert_eq!(old.full_map(), snapshots[4320].full_map());
+        // The record and its checkpoint.
+        assert_eq!(pinned.snapshot().requests(), 2, "{:?}", pinned.snapshot());
+
+        let as_of = Arc::new(Metrics::default());
+        let time = snapshots[6000].time_ms;
+        let version = block_on(load_pinned(metered(&as_of), location(), Pin::AsOf(time)))
+            .expect("loads")
+            .version;
+        assert_eq!(snapshots[version.0 as usize - 1].time_ms, time);
+        assert!(snapshots.get(version.0 as usize).is_none_or(|next| next.time_ms > time));
+        // One LIST (10 pages of 1,000 keys on S3), a binary search of at most 14 GETs, 2 GETs.
+        let counts = as_of.snapshot();
+        assert_eq!(counts.list, 1, "{counts:?}");
+        assert!(counts.get <= 16, "{counts:?}");
+        eprintln!(
+            "10,000 commits: open newest {} requests; version= {} requests; as_of= {} LIST + {} GETs",
+            latest.snapshot().requests(),
+            pinned.snapshot().requests(),
+            counts.list,
+            counts.get
+        );
+    }
+
+    #[test]
     fn times_parse_and_format() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(
