@@ -685,5 +685,15 @@ fn the_function_list_is_exactly_ours() {
         .expect("query")
         .map(|row| row.expect("row"))
         .collect();
-    assert_eq!(names, ["s3vfs_last_error", "s3vfs_stats", "s3vfs_version"]);
+    assert_eq!(
+        names,
+        [
+            "s3vfs_gc",
+            "s3vfs_last_error",
+            "s3vfs_restore",
+            "s3vfs_stats",
+            "s3vfs_version",
+            "s3vfs_versions"
+        ]
+    );
 }
