@@ -173,7 +173,11 @@ fn past_versions_open_read_only_by_number_and_by_time() {
         let error = past
             .execute("INSERT INTO t(value) VALUES ('no')", [])
             .expect_err("read-only");
-        assert_eq!(code(&error).map(|code| code.0), Some(ErrorCode::ReadOnly), "{error}");
+        assert_eq!(
+            code(&error).map(|code| code.0),
+            Some(ErrorCode::ReadOnly),
+            "{error}"
+        );
         let message = last_error(&past);
         assert!(
             message.contains(&format!("read-only at version {committed}")),
@@ -188,17 +192,25 @@ fn past_versions_open_read_only_by_number_and_by_time() {
             .args(["-u", "-d", &format!("@{seconds}"), "+%Y-%m-%dT%H:%M:%SZ"])
             .output()
             .expect("date");
-        String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
     };
     for as_of in [between.to_string(), (between / 1000).to_string(), iso] {
         let past = open(&name, &format!("as_of={as_of}"));
         assert_eq!(&content(&past), &third.1, "as_of={as_of}");
     }
     // The version after the newest does not exist: the open fails and names the range.
-    let error = try_open(&name, "version=99").map(|_| ()).expect_err("no version 99");
+    let error = try_open(&name, "version=99")
+        .map(|_| ())
+        .expect_err("no version 99");
     assert_eq!(code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
     let message = last_error(&Connection::open_in_memory().expect("memory"));
-    assert!(message.contains("version 99") && message.contains("versions 1 to"), "{message}");
+    assert!(
+        message.contains("version 99") && message.contains("versions 1 to"),
+        "{message}"
+    );
     // Past and present at once, in one process.
     let past = open(&name, &format!("version={}", recorded[1].0));
     writer
@@ -217,9 +229,14 @@ fn versions_are_listed_and_an_old_one_is_restored_as_a_new_commit() {
     assert_eq!(listed.len() as u64, recorded.last().expect("some").0);
     for pair in listed.windows(2) {
         assert!(pair[0]["time_ms"].as_u64() <= pair[1]["time_ms"].as_u64());
-        assert_eq!(pair[0]["version"].as_u64().expect("n") + 1, pair[1]["version"].as_u64().expect("n"));
+        assert_eq!(
+            pair[0]["version"].as_u64().expect("n") + 1,
+            pair[1]["version"].as_u64().expect("n")
+        );
     }
-    assert!(listed.iter().all(|row| row["blocks_changed"].as_u64() >= Some(1)));
+    assert!(listed
+        .iter()
+        .all(|row| row["blocks_changed"].as_u64() >= Some(1)));
     // The same through json_each, as a table.
     let newest: i64 = writer
         .query_row(
@@ -236,7 +253,11 @@ fn versions_are_listed_and_an_old_one_is_restored_as_a_new_commit() {
 
     let (old_version, old_content) = &recorded[1];
     let restored: i64 = writer
-        .query_row(&format!("SELECT s3vfs_restore('main', {old_version})"), [], |row| row.get(0))
+        .query_row(
+            &format!("SELECT s3vfs_restore('main', {old_version})"),
+            [],
+            |row| row.get(0),
+        )
         .expect("restore");
     assert_eq!(restored as u64, recorded[3].0 + 1);
     assert_eq!(&content(&writer), old_content);
@@ -251,10 +272,17 @@ fn versions_are_listed_and_an_old_one_is_restored_as_a_new_commit() {
     assert!(content(&other).ends_with("after-restore"));
     assert_eq!(integrity(&other), "ok");
     // By URI, from a connection without the database.
-    let uri = format!("file:{name}?bucket={}", std::env::var("S3VFS_BUCKET").expect("bucket"));
+    let uri = format!(
+        "file:{name}?bucket={}",
+        std::env::var("S3VFS_BUCKET").expect("bucket")
+    );
     let plain = Connection::open_in_memory().expect("memory");
     let count: i64 = plain
-        .query_row("SELECT json_array_length(s3vfs_versions(?1))", [&uri], |row| row.get(0))
+        .query_row(
+            "SELECT json_array_length(s3vfs_versions(?1))",
+            [&uri],
+            |row| row.get(0),
+        )
         .expect("versions by URI");
     assert_eq!(count as u64, recorded[3].0 + 2);
 }
@@ -279,16 +307,27 @@ fn the_collector_frees_what_a_window_of_100_versions_does_not_need() {
         before.0, before.1, after.0, after.1
     );
     assert_eq!(report["retained_versions"], 100, "{report}");
-    assert_eq!(report["oldest_retained_version"].as_u64(), Some(newest - 99));
-    let removed = report["removed"]["total"]["objects"].as_u64().expect("count");
+    assert_eq!(
+        report["oldest_retained_version"].as_u64(),
+        Some(newest - 99)
+    );
+    let removed = report["removed"]["total"]["objects"]
+        .as_u64()
+        .expect("count");
     // The collector's marker is the one object added.
     assert_eq!(before.0 - removed + 1, after.0, "{report}");
     let freed = report["removed"]["total"]["bytes"].as_u64().expect("bytes");
     let marker = after.1 - (before.1 - freed);
-    assert!(marker < 200, "only the marker's few bytes were added: {report}");
+    assert!(
+        marker < 200,
+        "only the marker's few bytes were added: {report}"
+    );
     // Every retained version is complete and exactly as committed; older ones are gone,
     // with an error that says so.
-    for (committed, expected) in recorded.iter().filter(|(version, _)| *version > newest - 100) {
+    for (committed, expected) in recorded
+        .iter()
+        .filter(|(version, _)| *version > newest - 100)
+    {
         let past = open(&name, &format!("version={committed}"));
         assert_eq!(integrity(&past), "ok", "version {committed}");
         assert_eq!(&content(&past), expected, "version {committed}");
@@ -301,7 +340,8 @@ fn the_collector_frees_what_a_window_of_100_versions_does_not_need() {
     let again = json(&writer, "SELECT s3vfs_gc('main', 100)");
     assert_eq!(again["removed"]["total"]["objects"], 0, "{again}");
     // The margin is fixed at creation.
-    let error = try_open(&name, "gc_margin=1h").map(|_| ()).expect_err("conflict");
+    let error = try_open(&name, "gc_margin=1h")
+        .map(|_| ())
+        .expect_err("conflict");
     assert_eq!(code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
 }
-

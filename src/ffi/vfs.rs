@@ -198,8 +198,8 @@ unsafe extern "C" fn x_open(
                 // SQLite itself refuses every write with SQLITE_READONLY (and the VFS refuses
                 // too). SQLite's message is generic, so the reason goes to sqlite3_log and
                 // s3vfs_last_error() now.
-                opened_flags =
-                    (opened_flags & !(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
+                opened_flags = (opened_flags & !(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
+                    | SQLITE_OPEN_READONLY;
                 report(code::NOTICE, db_file.read_only().unwrap_or_default(), false);
                 db_file
             }

@@ -94,7 +94,11 @@ fn resolve(context: *mut sqlite3_context, target: &str) -> Result<Arc<Database>>
     })
 }
 
-fn text_argument<'a>(values: &'a [*mut sqlite3_value], index: usize, what: &str) -> Result<Option<&'a str>> {
+fn text_argument<'a>(
+    values: &'a [*mut sqlite3_value],
+    index: usize,
+    what: &str,
+) -> Result<Option<&'a str>> {
     match values.get(index) {
         None => Ok(None),
         Some(value) if api::value_is_null(value) => Ok(None),
@@ -146,10 +150,13 @@ pub fn restore(
             let target = text_argument(values, 0, "the database")?.unwrap_or("main");
             let version = values
                 .get(1)
-                .map(|value| api::value_int64(value))
+                .map(api::value_int64)
                 .filter(|version| *version > 0)
                 .ok_or_else(|| {
-                    Error::Config("s3vfs_restore(database, version): version must be a positive number".into())
+                    Error::Config(
+                        "s3vfs_restore(database, version): version must be a positive number"
+                            .into(),
+                    )
                 })?;
             let database = resolve(context, target)?;
             let restored = database.restore(Version(version as u64))?;
@@ -194,11 +201,15 @@ mod tests {
 
     #[test]
     fn uris_name_a_database() {
-        let config = parse_uri("file:dir/shop%20x.db?bucket=acme&endpoint=http%3A%2F%2F127.0.0.1%3A9000")
-            .expect("valid");
+        let config =
+            parse_uri("file:dir/shop%20x.db?bucket=acme&endpoint=http%3A%2F%2F127.0.0.1%3A9000")
+                .expect("valid");
         assert_eq!(config.location.prefix, "dir/shop x.db");
         assert_eq!(config.location.bucket, "acme");
-        assert_eq!(config.endpoint.url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            config.endpoint.url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert!(parse_uri("shop.db").is_err());
         assert!(parse_uri("file:shop.db?bucket=a&nonsense=1").is_err());
     }

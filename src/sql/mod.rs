@@ -85,9 +85,27 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
-    define_scalar_function(db, "s3vfs_versions", 0, history::versions, FunctionFlags::UTF8)?;
-    define_scalar_function(db, "s3vfs_versions", 1, history::versions, FunctionFlags::UTF8)?;
-    define_scalar_function(db, "s3vfs_restore", 2, history::restore, FunctionFlags::UTF8)?;
+    define_scalar_function(
+        db,
+        "s3vfs_versions",
+        0,
+        history::versions,
+        FunctionFlags::UTF8,
+    )?;
+    define_scalar_function(
+        db,
+        "s3vfs_versions",
+        1,
+        history::versions,
+        FunctionFlags::UTF8,
+    )?;
+    define_scalar_function(
+        db,
+        "s3vfs_restore",
+        2,
+        history::restore,
+        FunctionFlags::UTF8,
+    )?;
     define_scalar_function(db, "s3vfs_gc", 1, history::collect, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_gc", 2, history::collect, FunctionFlags::UTF8)?;
     Ok(())

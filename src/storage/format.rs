@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn records_of_earlier_builds_have_the_default_margin() {
         let mut value = serde_json::to_value(record()).expect("json");
-        value.as_object_mut().expect("object").remove("gc_margin_ms");
+        value
+            .as_object_mut()
+            .expect("object")
+            .remove("gc_margin_ms");
         let body = serde_json::to_vec(&value).expect("json");
         let parsed = CommitRecord::decode("k", &body).expect("valid record");
         assert_eq!(

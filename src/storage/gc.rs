@@ -71,10 +71,26 @@ pub fn parse_span(text: &str) -> Option<Duration> {
 }
 
 impl std::fmt::Display for Keep {
+    /// As [`Keep::parse`] reads it: `100`, `7d`, `24h`, `90s`, `500ms`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Keep::Versions(count) => write!(f, "{count} versions"),
-            Keep::Within(window) => write!(f, "{} s", window.as_secs_f64()),
+            Keep::Versions(count) => write!(f, "{count}"),
+            Keep::Within(window) => {
+                let millis = window.as_millis();
+                let units = [
+                    (86_400_000, "d"),
+                    (3_600_000, "h"),
+                    (60_000, "m"),
+                    (1000, "s"),
+                ];
+                match units
+                    .iter()
+                    .find(|(size, _)| millis > 0 && millis % size == 0)
+                {
+                    Some((size, unit)) => write!(f, "{}{unit}", millis / size),
+                    None => write!(f, "{millis}ms"),
+                }
+            }
         }
     }
 }
@@ -173,9 +189,7 @@ async fn current_at(
     while low < high {
         let middle = (low + high) / 2;
         let time = match backend.get(&listed[middle].1.key).await? {
-            Some(body) => {
-                super::CommitRecord::decode(&listed[middle].1.key, &body)?.time_ms
-            }
+            Some(body) => super::CommitRecord::decode(&listed[middle].1.key, &body)?.time_ms,
             None => 0,
         };
         if time <= time_ms {
@@ -209,16 +223,13 @@ pub async fn collect(
         Some((version, _)) => Some(get_record(&backend, &location, *version).await?),
         None => None,
     };
-    let margin_ms = newest
-        .as_ref()
-        .map_or(DEFAULT_GC_MARGIN_MS, |record| {
-            record.gc_margin.as_millis() as u64
-        });
+    let margin_ms = newest.as_ref().map_or(DEFAULT_GC_MARGIN_MS, |record| {
+        record.gc_margin.as_millis() as u64
+    });
     // An object is old enough to delete when even its earliest possible creation time is more
     // than a margin before the collector's start.
-    let old_enough = |object: &ObjectInfo| {
-        object.modified_ms + margin_ms + CLOCK_RESOLUTION_MS < now
-    };
+    let old_enough =
+        |object: &ObjectInfo| object.modified_ms + margin_ms + CLOCK_RESOLUTION_MS < now;
 
     // The versions to keep, as indexes into `records`.
     let mut retained: BTreeSet<usize> = BTreeSet::new();
@@ -228,14 +239,13 @@ pub async fn collect(
             Keep::Versions(count) => {
                 let newest_version = records[last].0;
                 retained.extend(
-                    (0..records.len()).filter(|index| records[*index].0 .0 + count > newest_version.0),
+                    (0..records.len())
+                        .filter(|index| records[*index].0 .0 + count > newest_version.0),
                 );
             }
             Keep::Within(window) => {
                 let start = now.saturating_sub(window.as_millis() as u64);
-                let first = current_at(&backend, &records, start)
-                    .await?
-                    .unwrap_or(0);
+                let first = current_at(&backend, &records, start).await?.unwrap_or(0);
                 retained.extend(first..records.len());
             }
         }
@@ -254,12 +264,17 @@ pub async fn collect(
     let fetches: Vec<_> = retained
         .iter()
         .map(|index| {
-            let (backend, location, version) = (backend.clone(), location.clone(), records[*index].0);
+            let (backend, location, version) =
+                (backend.clone(), location.clone(), records[*index].0);
             async move {
                 match get_record(&backend, &location, version).await {
                     Ok(record) => Ok(Some(record)),
                     // Deleted meanwhile by another collector with a shorter window.
-                    Err(Error::Corrupt { .. }) if backend.get(&location.log_key(version)).await?.is_none() => Ok(None),
+                    Err(Error::Corrupt { .. })
+                        if backend.get(&location.log_key(version)).await?.is_none() =>
+                    {
+                        Ok(None)
+                    }
                     Err(error) => Err(error),
                 }
             }
@@ -313,17 +328,18 @@ pub async fn collect(
     let mut kept = Kinds::default();
     let mut kept_for_margin = Tally::default();
     let mut doomed: Vec<String> = Vec::new();
-    let mut sort = |object: &ObjectInfo, needed: bool, removed_tally: &mut Tally, kept_tally: &mut Tally| {
-        if !needed && old_enough(object) {
-            removed_tally.add(object);
-            doomed.push(object.key.clone());
-        } else {
-            if !needed {
-                kept_for_margin.add(object);
+    let mut sort =
+        |object: &ObjectInfo, needed: bool, removed_tally: &mut Tally, kept_tally: &mut Tally| {
+            if !needed && old_enough(object) {
+                removed_tally.add(object);
+                doomed.push(object.key.clone());
+            } else {
+                if !needed {
+                    kept_for_margin.add(object);
+                }
+                kept_tally.add(object);
             }
-            kept_tally.add(object);
-        }
-    };
+        };
     for (version, object) in &records {
         let needed = retained_versions.contains(version);
         sort(object, needed, &mut removed.records, &mut kept.records);
@@ -333,7 +349,12 @@ pub async fn collect(
             Some(name) => needed_checkpoints.contains(&name),
             None => true,
         };
-        sort(object, needed, &mut removed.checkpoints, &mut kept.checkpoints);
+        sort(
+            object,
+            needed,
+            &mut removed.checkpoints,
+            &mut kept.checkpoints,
+        );
     }
     for object in &blocks {
         let needed = match parse_block_key(&location, &object.key) {
@@ -367,10 +388,10 @@ pub async fn collect(
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
+    use crate::runtime::block_on;
     use crate::storage::history::load_version;
     use crate::storage::log::{commit, load_latest, upload_blocks, Transaction};
     use crate::storage::{BlockIndex, BlockSize, Snapshot};
-    use crate::runtime::block_on;
     use bytes::Bytes;
     use std::time::Instant;
 
@@ -397,10 +418,7 @@ mod tests {
 
     /// A commit on `parent` that rewrites block `round % 4` of a 4-block file.
     fn step(parent: &Arc<Snapshot>, round: u64) -> Transaction {
-        let mut upload = vec![(
-            BlockIndex(round % 4),
-            Bytes::from(vec![round as u8; 512]),
-        )];
+        let mut upload = vec![(BlockIndex(round % 4), Bytes::from(vec![round as u8; 512]))];
         if parent.version.0 == 0 {
             upload = (0..4)
                 .map(|index| (BlockIndex(index), Bytes::from(vec![0u8; 512])))
@@ -417,7 +435,11 @@ mod tests {
         }
     }
 
-    fn commits(backend: &Arc<dyn Backend>, mut parent: Arc<Snapshot>, count: u64) -> Vec<Arc<Snapshot>> {
+    fn commits(
+        backend: &Arc<dyn Backend>,
+        mut parent: Arc<Snapshot>,
+        count: u64,
+    ) -> Vec<Arc<Snapshot>> {
         let mut made = Vec::new();
         for round in 0..count {
             parent = block_on(commit(backend.clone(), location(), step(&parent, round)))
@@ -455,10 +477,25 @@ mod tests {
     fn keep_parses_versions_and_durations() {
         assert_eq!(Keep::parse("100"), Some(Keep::Versions(100)));
         assert_eq!(Keep::parse("0"), None);
-        assert_eq!(Keep::parse("7d"), Some(Keep::Within(Duration::from_secs(7 * 86_400))));
-        assert_eq!(Keep::parse("24h"), Some(Keep::Within(Duration::from_secs(86_400))));
-        assert_eq!(Keep::parse("90s"), Some(Keep::Within(Duration::from_secs(90))));
+        assert_eq!(
+            Keep::parse("7d"),
+            Some(Keep::Within(Duration::from_secs(7 * 86_400)))
+        );
+        assert_eq!(
+            Keep::parse("24h"),
+            Some(Keep::Within(Duration::from_secs(86_400)))
+        );
+        assert_eq!(
+            Keep::parse("90s"),
+            Some(Keep::Within(Duration::from_secs(90)))
+        );
         assert_eq!(Keep::parse("soon"), None);
+        for text in ["100", "7d", "36h", "90s", "1500ms"] {
+            assert_eq!(
+                Keep::parse(text).map(|keep| keep.to_string()),
+                Some(text.to_string())
+            );
+        }
     }
 
     #[test]
@@ -474,22 +511,40 @@ mod tests {
         upload(&backend, live, (BlockIndex(1), Bytes::from(vec![8u8; 512])));
 
         let before = memory.keys().len();
-        let report = block_on(collect(backend.clone(), location(), Keep::Versions(30))).expect("collects");
-        let retained: Vec<&Arc<Snapshot>> = made.iter().filter(|snapshot| snapshot.version.0 > 220).collect();
+        let report =
+            block_on(collect(backend.clone(), location(), Keep::Versions(30))).expect("collects");
+        let retained: Vec<&Arc<Snapshot>> = made
+            .iter()
+            .filter(|snapshot| snapshot.version.0 > 220)
+            .collect();
         assert_eq!(report.retained_versions, 30);
         assert_eq!(report.oldest_retained_version, Some(221));
         assert_eq!(report.newest_version, Some(250));
 
         // Exactly the blocks of the retained versions stay, and the in-flight upload.
-        let mut expected: BTreeSet<String> = retained.iter().flat_map(|snapshot| keys_of(snapshot)).collect();
+        let mut expected: BTreeSet<String> = retained
+            .iter()
+            .flat_map(|snapshot| keys_of(snapshot))
+            .collect();
         expected.insert(location().block_key(BlockIndex(1), live));
         assert_eq!(block_keys(&memory), expected);
         assert_eq!(report.kept_for_margin.objects, 1);
         // Exactly their records, and the checkpoints they are based on.
-        let records: Vec<String> = memory.keys().into_iter().filter(|key| key.starts_with("db/log/")).collect();
-        let expected_records: Vec<String> = retained.iter().map(|snapshot| location().log_key(snapshot.version)).collect();
+        let records: Vec<String> = memory
+            .keys()
+            .into_iter()
+            .filter(|key| key.starts_with("db/log/"))
+            .collect();
+        let expected_records: Vec<String> = retained
+            .iter()
+            .map(|snapshot| location().log_key(snapshot.version))
+            .collect();
         assert_eq!(records, expected_records);
-        let checkpoints: BTreeSet<String> = memory.keys().into_iter().filter(|key| key.starts_with("db/checkpoints/")).collect();
+        let checkpoints: BTreeSet<String> = memory
+            .keys()
+            .into_iter()
+            .filter(|key| key.starts_with("db/checkpoints/"))
+            .collect();
         let expected_checkpoints: BTreeSet<String> = retained
             .iter()
             .map(|snapshot| location().checkpoint_key(snapshot.base_version, snapshot.base_txid))
@@ -502,14 +557,18 @@ mod tests {
         );
         // Every retained version still loads, and each of its blocks exists.
         for snapshot in &retained {
-            let loaded = block_on(load_version(backend.clone(), location(), snapshot.version)).expect("loads");
+            let loaded = block_on(load_version(backend.clone(), location(), snapshot.version))
+                .expect("loads");
             assert_eq!(loaded.full_map(), snapshot.full_map());
         }
         // An old version is reported as collected, not as corrupt.
-        let error = block_on(load_version(backend.clone(), location(), Version(5))).expect_err("collected");
+        let error =
+            block_on(load_version(backend.clone(), location(), Version(5))).expect_err("collected");
         assert!(error.to_string().contains("versions 221 to 250"), "{error}");
         // Opening stays cheap and correct, and a second run removes nothing.
-        let latest = block_on(load_latest(backend.clone(), location(), None)).expect("loads").expect("exists");
+        let latest = block_on(load_latest(backend.clone(), location(), None))
+            .expect("loads")
+            .expect("exists");
         assert_eq!(latest.version, Version(250));
         let again = block_on(collect(backend, location(), Keep::Versions(30))).expect("collects");
         assert_eq!(again.removed.total.objects, 0, "{again:?}");
@@ -521,18 +580,24 @@ mod tests {
         let backend: Arc<dyn Backend> = memory.clone();
         let made = commits(&backend, empty(), 5);
         // Nothing is older than the margin: keep=1 removes nothing at all.
-        let report = block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
+        let report =
+            block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
         assert_eq!(report.removed.total.objects, 0, "{report:?}");
         assert_eq!(report.retained_versions, 5);
         // Old history, then two fresh commits: the version they superseded stays readable
         // (a reader may have pinned it as the newest a moment ago).
         age_everything(&memory);
         let fresh = commits(&backend, made[4].clone(), 2);
-        let report = block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
+        let report =
+            block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
         assert_eq!(report.oldest_retained_version, Some(5), "{report:?}");
         for snapshot in [&made[4], &fresh[0], &fresh[1]] {
             for key in keys_of(snapshot) {
-                assert!(memory.object(&key).is_some(), "{key} of version {}", snapshot.version.0);
+                assert!(
+                    memory.object(&key).is_some(),
+                    "{key} of version {}",
+                    snapshot.version.0
+                );
             }
         }
     }
@@ -545,13 +610,25 @@ mod tests {
         age_everything(&memory);
         // Every record is old by the store's clock, and commit times are all "now" by the
         // writer's: a window of an hour keeps all of them.
-        let report = block_on(collect(backend.clone(), location(), Keep::Within(Duration::from_secs(3600)))).expect("collects");
+        let report = block_on(collect(
+            backend.clone(),
+            location(),
+            Keep::Within(Duration::from_secs(3600)),
+        ))
+        .expect("collects");
         assert_eq!(report.retained_versions, 6, "{report:?}");
         // A window of 1 ms (after a pause) keeps the version current at its start: the newest.
         std::thread::sleep(Duration::from_millis(20));
-        let report = block_on(collect(backend.clone(), location(), Keep::Within(Duration::from_millis(1)))).expect("collects");
+        let report = block_on(collect(
+            backend.clone(),
+            location(),
+            Keep::Within(Duration::from_millis(1)),
+        ))
+        .expect("collects");
         assert_eq!(report.retained_versions, 1, "{report:?}");
-        let latest = block_on(load_latest(backend, location(), None)).expect("loads").expect("exists");
+        let latest = block_on(load_latest(backend, location(), None))
+            .expect("loads")
+            .expect("exists");
         assert_eq!(latest.full_map(), made[5].full_map());
     }
 
@@ -568,7 +645,8 @@ mod tests {
         transaction.uploaded.insert(spilled.0);
         transaction.first_upload = Some(Instant::now());
         block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
-        let committed = block_on(commit(backend.clone(), location(), transaction)).expect("commits");
+        let committed =
+            block_on(commit(backend.clone(), location(), transaction)).expect("commits");
         for key in keys_of(&committed) {
             assert!(memory.object(&key).is_some(), "{key}");
         }
@@ -590,16 +668,23 @@ mod tests {
         assert!(memory.object(&location().log_key(Version(3))).is_none());
         // Its record 3 would be created, and be invisible behind 4 and 5: it must not commit.
         let outcome = block_on(commit(backend.clone(), location(), slow));
-        assert!(matches!(outcome, Err(Error::Conflict { .. })), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(Error::Conflict { .. })),
+            "{outcome:?}"
+        );
         assert!(memory.object(&location().log_key(Version(3))).is_none());
 
         // Blocks uploaded more than half a margin ago may be gone: refused, nothing visible.
-        let latest = block_on(load_latest(backend.clone(), location(), None)).expect("loads").expect("exists");
+        let latest = block_on(load_latest(backend.clone(), location(), None))
+            .expect("loads")
+            .expect("exists");
         let mut stale = step(&latest, 3);
         stale.first_upload = Some(Instant::now() - MARGIN / 2);
         let outcome = block_on(commit(backend.clone(), location(), stale));
         assert!(matches!(outcome, Err(Error::TooSlow(_))), "{outcome:?}");
-        let after = block_on(load_latest(backend, location(), None)).expect("loads").expect("exists");
+        let after = block_on(load_latest(backend, location(), None))
+            .expect("loads")
+            .expect("exists");
         assert_eq!(after.version, latest.version);
     }
 
@@ -610,7 +695,8 @@ mod tests {
         let made = commits(&backend, empty(), 2);
         let mut slow = step(&made[1], 5);
         slow.checked = Instant::now() - MARGIN;
-        let committed = block_on(commit(backend, location(), slow)).expect("commits after a new check");
+        let committed =
+            block_on(commit(backend, location(), slow)).expect("commits after a new check");
         assert_eq!(committed.version, Version(3));
     }
 }

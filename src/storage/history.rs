@@ -257,13 +257,10 @@ pub async fn restore(
             let version = old.version;
             async move {
                 let key = location.block_key(index, txid);
-                let data = backend
-                    .get(&key)
-                    .await?
-                    .ok_or_else(|| Error::Collected {
-                        key: key.clone(),
-                        version: Some(version),
-                    })?;
+                let data = backend.get(&key).await?.ok_or_else(|| Error::Collected {
+                    key: key.clone(),
+                    version: Some(version),
+                })?;
                 if data.len() as u64 != len {
                     return Err(Error::Corrupt {
                         key,
@@ -276,7 +273,11 @@ pub async fn restore(
         .collect();
     let mut upload = run_bounded(MAX_IN_FLIGHT, fetches).await?;
     let parent_header = match parent.block_txid(BlockIndex(0)) {
-        Some(txid) => backend.get(&location.block_key(BlockIndex(0), txid)).await?,
+        Some(txid) => {
+            backend
+                .get(&location.block_key(BlockIndex(0), txid))
+                .await?
+        }
         None => None,
     };
     if let (Some((_, first)), Some(parent_header)) = (upload.first_mut(), parent_header) {
@@ -312,9 +313,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i64::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -428,8 +428,8 @@ mod tests {
                 checked: Instant::now(),
                 first_upload: None,
             };
-            parent = block_on(log::commit(backend.clone(), location(), transaction))
-                .expect("commits");
+            parent =
+                block_on(log::commit(backend.clone(), location(), transaction)).expect("commits");
             snapshots.push(parent.clone());
         }
         snapshots
@@ -448,10 +448,7 @@ mod tests {
         }
         let error = block_on(load_version(backend.clone(), location(), Version(999)))
             .expect_err("no such version");
-        assert!(
-            error.to_string().contains("versions 1 to 250"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("versions 1 to 250"), "{error}");
     }
 
     #[test]
@@ -473,7 +470,9 @@ mod tests {
         assert!(block_on(version_as_of(backend.clone(), location(), before)).is_err());
         let listed = block_on(list_versions(backend, location())).expect("lists");
         assert_eq!(listed.len(), 7);
-        assert!(listed.windows(2).all(|pair| pair[0].time_ms <= pair[1].time_ms));
+        assert!(listed
+            .windows(2)
+            .all(|pair| pair[0].time_ms <= pair[1].time_ms));
         assert_eq!(listed[0].blocks_changed, 3);
         assert_eq!(listed[1].blocks_changed, 1);
     }
@@ -527,8 +526,8 @@ mod tests {
         assert_eq!(latest.snapshot().requests(), 4, "{:?}", latest.snapshot());
 
         let pinned = Arc::new(Metrics::default());
-        let old = block_on(load_version(metered(&pinned), location(), Version(4321)))
-            .expect("loads");
+        let old =
+            block_on(load_version(metered(&pinned), location(), Version(4321))).expect("loads");
         assert_eq!(old.full_map(), snapshots[4320].full_map());
         // The record and its checkpoint.
         assert_eq!(pinned.snapshot().requests(), 2, "{:?}", pinned.snapshot());
@@ -539,7 +538,9 @@ mod tests {
             .expect("loads")
             .version;
         assert_eq!(snapshots[version.0 as usize - 1].time_ms, time);
-        assert!(snapshots.get(version.0 as usize).is_none_or(|next| next.time_ms > time));
+        assert!(snapshots
+            .get(version.0 as usize)
+            .is_none_or(|next| next.time_ms > time));
         // One LIST (10 pages of 1,000 keys on S3), a binary search of at most 14 GETs, 2 GETs.
         let counts = as_of.snapshot();
         assert_eq!(counts.list, 1, "{counts:?}");
@@ -556,10 +557,7 @@ mod tests {
     #[test]
     fn times_parse_and_format() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_time("2026-11-21T10:00:00Z"),
-            Some(1_795_255_200_000)
-        );
+        assert_eq!(parse_time("2026-11-21T10:00:00Z"), Some(1_795_255_200_000));
         assert_eq!(
             parse_time("2026-11-21 10:00:00.25"),
             Some(1_795_255_200_250)

@@ -210,7 +210,12 @@ pub async fn commit(
     // transaction must land its record well within that: by half of it.
     if let Some(first) = first_upload {
         if first.elapsed() >= margin / 2 {
-            return Err(too_slow(&location, version, "its first block upload", margin));
+            return Err(too_slow(
+                &location,
+                version,
+                "its first block upload",
+                margin,
+            ));
         }
     }
     if checked.elapsed() >= margin / 2 {

@@ -172,13 +172,16 @@ impl DbFile {
         }
         let fetched: BTreeMap<BlockKey, Bytes> = {
             let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
-            let blocks = self.database.read_blocks(&wanted).map_err(|error| match error {
-                Error::Collected { key, version: None } => Error::Collected {
-                    key,
-                    version: Some(self.snapshot.version),
-                },
-                other => other,
-            })?;
+            let blocks = self
+                .database
+                .read_blocks(&wanted)
+                .map_err(|error| match error {
+                    Error::Collected { key, version: None } => Error::Collected {
+                        key,
+                        version: Some(self.snapshot.version),
+                    },
+                    other => other,
+                })?;
             keys.into_iter().zip(blocks).collect()
         };
         let mut views = Vec::with_capacity(indexes.len());

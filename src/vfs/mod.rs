@@ -188,7 +188,8 @@ impl Database {
 
     /// The newest committed version: one LIST, unless the last check is younger than `staleness`.
     pub fn refresh(&self, staleness: Duration) -> Result<Arc<Snapshot>> {
-        self.refresh_checked(staleness).map(|(snapshot, _)| snapshot)
+        self.refresh_checked(staleness)
+            .map(|(snapshot, _)| snapshot)
     }
 
     /// As [`Database::refresh`], with the instant the freshness check that found the version
@@ -253,10 +254,13 @@ impl Database {
                 let object = self.location.block_key(key.index, key.txid);
                 let expected = lengths.get(key).copied().unwrap_or_default();
                 async move {
-                    let data = backend.get(&object).await?.ok_or_else(|| Error::Collected {
-                        key: object.clone(),
-                        version: None,
-                    })?;
+                    let data = backend
+                        .get(&object)
+                        .await?
+                        .ok_or_else(|| Error::Collected {
+                            key: object.clone(),
+                            version: None,
+                        })?;
                     if data.len() as u64 != expected {
                         return Err(Error::Corrupt {
                             key: object,
