@@ -58,7 +58,7 @@ fn decode_percent(text: &str) -> String {
 }
 
 /// The configuration a `file:PATH?name=value&...` URI names.
-fn parse_uri(uri: &str) -> Result<Config> {
+pub(crate) fn parse_uri(uri: &str) -> Result<Config> {
     let rest = uri
         .strip_prefix("file:")
         .ok_or_else(|| Error::Config(format!("{uri:?} is not a file: URI")))?;
