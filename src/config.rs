@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use crate::backend::s3::Endpoint;
 use crate::error::{Error, Result};
-use crate::storage::{BlockSize, Location};
+use crate::storage::format::MIN_GC_MARGIN_MS;
+use crate::storage::history::{parse_time, Pin};
+use crate::storage::{BlockSize, Location, Version};
 
 /// The default byte budget of the block cache of one database.
 pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
@@ -31,6 +33,9 @@ pub const PARAMETERS: &[&str] = &[
     "cache_size",
     "staleness",
     "layout",
+    "version",
+    "as_of",
+    "gc_margin",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -74,6 +79,10 @@ pub struct Config {
     /// A read transaction may skip the freshness check if the last one is younger than this.
     pub staleness: Duration,
     pub layout: Layout,
+    /// `version=` or `as_of=`: the connection reads this past version, read-only.
+    pub pin: Option<Pin>,
+    /// `gc_margin=`: the collector's safety margin of a database being created.
+    pub gc_margin: Option<Duration>,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -140,6 +149,8 @@ impl Config {
         let mut cache_size = DEFAULT_CACHE_SIZE;
         let mut staleness = Duration::ZERO;
         let mut layout = Layout::Versioned;
+        let mut pin = None;
+        let mut gc_margin = None;
         for (name, value) in parameters {
             match name.as_str() {
                 "bucket" => bucket = Some(value.clone()),
@@ -173,6 +184,39 @@ impl Config {
                         ))
                     })?;
                 }
+                "version" | "as_of" if pin.is_some() => {
+                    return Err(Error::Config(
+                        "URI parameters version= and as_of= name one version: give one of them"
+                            .into(),
+                    ))
+                }
+                "version" => {
+                    let number = value
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|number| *number > 0)
+                        .ok_or_else(|| malformed(name, value, "a version number such as 42"))?;
+                    pin = Some(Pin::Version(Version(number)));
+                }
+                "as_of" => {
+                    let time = parse_time(value).ok_or_else(|| {
+                        malformed(
+                            name,
+                            value,
+                            "a UTC time such as 2026-11-21T10:00:00Z, or Unix seconds or milliseconds",
+                        )
+                    })?;
+                    pin = Some(Pin::AsOf(time));
+                }
+                "gc_margin" => {
+                    let margin = crate::storage::gc::parse_span(value)
+                        .filter(|margin| margin.as_millis() >= u128::from(MIN_GC_MARGIN_MS))
+                        .ok_or_else(|| {
+                            malformed(name, value, "a duration of at least 1s, such as 1h or 90s")
+                        })?;
+                    gc_margin = Some(margin);
+                }
                 other if SQLITE_PARAMETERS.contains(&other) => {}
                 // Options of the host's driver, which some (Go's mattn/go-sqlite3) leave in the
                 // filename they pass to SQLite: theirs, not ours.
@@ -196,6 +240,13 @@ impl Config {
                 "bucket",
                 &bucket,
                 "a bucket name without '/' or spaces",
+            ));
+        }
+        if layout == Layout::SqliteS3vfs && (pin.is_some() || gc_margin.is_some()) {
+            return Err(Error::Config(
+                "version=, as_of= and gc_margin= need the versioned layout: layout=sqlite-s3vfs \
+                 overwrites blocks in place and keeps no history"
+                    .into(),
             ));
         }
         let prefix = match layout {
@@ -235,6 +286,8 @@ impl Config {
             cache_size,
             staleness,
             layout,
+            pin,
+            gc_margin,
         })
     }
 
@@ -454,6 +507,15 @@ mod tests {
         assert!(split_uri("file:shop.db?bucket=%zz").is_err());
         let config = Config::from_uri("file:/shop.db?bucket=acme", no_env).expect("valid");
         assert_eq!(config.location.prefix, "shop.db");
+        let config = Config::from_uri(
+            "file:shop.db?bucket=acme&endpoint=http%3A%2F%2F127.0.0.1%3A9000",
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.endpoint.url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert!(Config::from_uri("file:shop.db?colour=red&bucket=b", no_env).is_err());
         assert!(Config::from_uri("file:shop.db?_busy_timeout=5000&bucket=b", no_env).is_ok());
     }

@@ -15,6 +15,7 @@ pub mod code {
     pub const IOERR: i32 = 10;
     pub const CORRUPT: i32 = 11;
     pub const NOTFOUND: i32 = 12;
+    pub const NOTICE: i32 = 27;
     pub const CANTOPEN: i32 = 14;
     pub const IOERR_READ: i32 = IOERR | (1 << 8);
     pub const IOERR_SHORT_READ: i32 = IOERR | (2 << 8);
@@ -56,6 +57,19 @@ pub enum Error {
     Invalid(String),
     /// The tokio bridge could not deliver a result.
     Runtime(String),
+    /// A write through a connection that reads a past version.
+    ReadOnly(String),
+    /// An object of a version is gone: the version left the retention window and was
+    /// collected. `version` is the version being read, when known.
+    Collected {
+        key: String,
+        version: Option<Version>,
+    },
+    /// A version that is not (or no longer) in the store was asked for.
+    NoSuchVersion(String),
+    /// A transaction ran longer than the collector's safety margin allows; nothing of it is
+    /// visible, and it can be retried.
+    TooSlow(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -102,12 +116,24 @@ impl Error {
                 (Operation::Other, _) => code::IOERR,
             },
             Error::Runtime(_) => code::IOERR,
+            Error::ReadOnly(_) => code::READONLY,
+            Error::Collected { .. } => match operation {
+                Operation::Open => code::CANTOPEN,
+                Operation::Read => code::IOERR_READ,
+                _ => code::IOERR,
+            },
+            Error::NoSuchVersion(_) => match operation {
+                Operation::Open => code::CANTOPEN,
+                _ => code::ERROR,
+            },
+            Error::TooSlow(_) => code::BUSY_SNAPSHOT,
         }
     }
 
-    /// Whether a person should be told about this error (a conflict is routine).
+    /// Whether a person should be told about this error (a conflict is routine, and a write
+    /// refused on a past version is reported by SQLite itself).
     pub fn needs_attention(&self) -> bool {
-        !matches!(self, Error::Conflict { .. })
+        !matches!(self, Error::Conflict { .. } | Error::ReadOnly(_))
     }
 }
 
@@ -130,6 +156,20 @@ impl fmt::Display for Error {
             Error::Format(message) => write!(f, "s3vfs: {message}"),
             Error::Unsupported(message) | Error::Invalid(message) => write!(f, "s3vfs: {message}"),
             Error::Runtime(message) => write!(f, "s3vfs: runtime: {message}"),
+            Error::ReadOnly(message) => write!(f, "s3vfs: {message}"),
+            Error::Collected { key, version } => {
+                write!(f, "s3vfs: {key} is missing")?;
+                if let Some(version) = version {
+                    write!(f, " (read by version {})", version.0)?;
+                }
+                write!(
+                    f,
+                    ": the version left the retention window and was collected by s3vfs_gc \
+                     (see s3vfs_versions() for the versions kept); open a newer version"
+                )
+            }
+            Error::NoSuchVersion(message) => write!(f, "s3vfs: {message}"),
+            Error::TooSlow(message) => write!(f, "s3vfs: {message}"),
         }
     }
 }

@@ -8,14 +8,16 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use crate::backend::run_bounded;
 use crate::cache::BlockKey;
+use crate::config::Layout;
 use crate::error::{Error, Result};
+use crate::legacy::{self, FileImage, NewFile};
 use crate::runtime;
 use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
 use crate::storage::{BlockIndex, BlockSize, Snapshot, TxId};
@@ -290,14 +292,62 @@ fn from_io(error: &std::io::Error) -> Option<Error> {
         .cloned()
 }
 
-/// Writes version `snapshot` of `database` to `out` as a plain SQLite file, fetching the next
-/// blocks while the current ones are written. Returns the bytes written.
-pub fn serialize(database: &Database, snapshot: &Snapshot, out: &mut dyn Write) -> Result<u64> {
+/// The blocks of a database of the sqlite-s3vfs layout, in order, [`MAX_IN_FLIGHT`] at a
+/// time. That layout has no versions: a block that changes after the listing is an error
+/// (its size and content are checked against it), and a file with a journal is refused.
+pub struct LegacyBlocks {
+    image: Arc<FileImage>,
+    ready: VecDeque<Bytes>,
+    next: u64,
+}
+
+impl LegacyBlocks {
+    pub fn open(database: &Database) -> Result<LegacyBlocks> {
+        let (backend, name) = (database.backend(), database.location.prefix.clone());
+        let block_size = database.latest().block_size;
+        let image = runtime::block_on(async move {
+            let journal = format!("{name}{}", legacy::JOURNAL_SUFFIX);
+            if legacy::file_exists(&backend, &journal).await? {
+                return Err(Error::Invalid(format!(
+                    "s3://{}/{journal}/ exists: a write to {name} is under way or was \
+                     interrupted; open it once with layout=sqlite-s3vfs (SQLite rolls an \
+                     interrupted write back) and retry",
+                    backend.bucket()
+                )));
+            }
+            FileImage::open(backend, &name, block_size).await
+        })?;
+        Ok(LegacyBlocks {
+            image: Arc::new(image),
+            ready: VecDeque::new(),
+            next: 0,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.image.size()
+    }
+
+    pub fn next_block(&mut self) -> Result<Option<Bytes>> {
+        if self.ready.is_empty() && self.next < self.image.block_count() {
+            let (image, first) = (self.image.clone(), self.next);
+            let range = first..first + MAX_IN_FLIGHT as u64;
+            self.ready = runtime::block_on(async move { image.read_blocks(range).await })?.into();
+            self.next += MAX_IN_FLIGHT as u64;
+        }
+        Ok(self.ready.pop_front())
+    }
+}
+
+/// Writes blocks from `next` to `out`; returns the bytes written.
+pub fn write_blocks(
+    mut next: impl FnMut() -> Result<Option<Bytes>>,
+    out: &mut dyn Write,
+) -> Result<u64> {
     let write_failed =
         |error: std::io::Error| Error::Invalid(format!("cannot write the output: {error}"));
-    let mut blocks = VersionBlocks::new(database, snapshot)?;
     let mut written = 0;
-    while let Some(block) = blocks.next_block()? {
+    while let Some(block) = next()? {
         out.write_all(&block).map_err(write_failed)?;
         written += block.len() as u64;
     }
@@ -305,40 +355,122 @@ pub fn serialize(database: &Database, snapshot: &Snapshot, out: &mut dyn Write) 
     Ok(written)
 }
 
-/// Copies version `snapshot` of `source` into `target` as one commit, streaming block by
-/// block: a plain SQLite file never needs to exist anywhere.
-pub fn copy(
-    source: &Database,
-    snapshot: &Snapshot,
-    target: &Database,
-    overwrite: Overwrite,
-) -> Result<Arc<Snapshot>> {
-    let name = source.location.url();
-    if std::ptr::eq(source, target) {
+/// What a transfer reads: one version of a versioned database, or a whole file of the
+/// sqlite-s3vfs layout.
+pub enum Source<'a> {
+    Version(&'a Database, Arc<Snapshot>),
+    Legacy(&'a Database),
+}
+
+impl Source<'_> {
+    fn database(&self) -> &Database {
+        match self {
+            Source::Version(database, _) | Source::Legacy(database) => database,
+        }
+    }
+
+    /// Hands each block, in order, to `sink`; returns the file's size as the source states it.
+    pub fn stream<T>(
+        &self,
+        sink: impl FnOnce(u64, &mut dyn FnMut() -> Result<Option<Bytes>>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            Source::Version(database, snapshot) => {
+                let mut blocks = VersionBlocks::new(database, snapshot)?;
+                sink(snapshot.size, &mut || blocks.next_block())
+            }
+            Source::Legacy(database) => {
+                let mut blocks = LegacyBlocks::open(database)?;
+                sink(blocks.size(), &mut || blocks.next_block())
+            }
+        }
+    }
+}
+
+/// Writes `source` to `out` as a plain SQLite file, fetching the next blocks while the
+/// current ones are written. Returns the bytes written.
+pub fn serialize(source: &Source, out: &mut dyn Write) -> Result<u64> {
+    source.stream(|_, next| write_blocks(next, out))
+}
+
+/// Copies `source` into `target` as one commit, streaming block by block: a plain SQLite
+/// file never needs to exist anywhere.
+pub fn copy(source: &Source, target: &Database, overwrite: Overwrite) -> Result<u64> {
+    let name = source.database().location.url();
+    if std::ptr::eq(source.database(), target) {
         return Err(Error::Invalid(format!(
             "the source and the target are the same database, {name}"
         )));
     }
-    let mut blocks = VersionBlocks::new(source, snapshot)?;
-    let mut reader = BlockReader::new(move || blocks.next_block());
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    (&mut reader)
-        .take(HEADER_LEN as u64)
-        .read_to_end(&mut header)
-        .map_err(|error| from_io(&error).unwrap_or_else(|| invalid(&name, error)))?;
-    let image = check_image(&header, snapshot.size, &name)?;
-    let mut input = std::io::Cursor::new(header).chain(reader);
-    deserialize(target, &mut input, image, overwrite, &name)
+    source.stream(|size, next| {
+        let mut reader = BlockReader::new(next);
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        (&mut reader)
+            .take(HEADER_LEN as u64)
+            .read_to_end(&mut header)
+            .map_err(|error| from_io(&error).unwrap_or_else(|| invalid(&name, error)))?;
+        let image = check_image(&header, size, &name)?;
+        let mut input = std::io::Cursor::new(header).chain(reader);
+        load(target, &mut input, image, overwrite, &name)
+    })
+}
+
+/// Makes the SQLite file read from `input` the content of `target`, whatever its layout:
+/// one commit for the versioned layout, a new file for the sqlite-s3vfs layout. Returns the
+/// size in bytes.
+pub fn load(
+    target: &Database,
+    input: &mut dyn Read,
+    image: Image,
+    overwrite: Overwrite,
+    name: &str,
+) -> Result<u64> {
+    match target.layout {
+        Layout::Versioned => {
+            deserialize(target, input, image, overwrite, name).map(|snapshot| snapshot.size)
+        }
+        Layout::SqliteS3vfs => load_legacy(target, input, image, overwrite, name),
+    }
+}
+
+/// Writes a new file of the sqlite-s3vfs layout. That layout has no atomic commit, so an
+/// existing database is never overwritten: the target name must be empty.
+fn load_legacy(
+    target: &Database,
+    input: &mut dyn Read,
+    image: Image,
+    overwrite: Overwrite,
+    name: &str,
+) -> Result<u64> {
+    let url = target.location.url();
+    if overwrite == Overwrite::Replace {
+        return Err(Error::Invalid(format!(
+            "'replace' is refused for {url}: layout=sqlite-s3vfs overwrites in place without an \
+             atomic commit, so s3vfs only writes such a database into an empty name"
+        )));
+    }
+    let (backend, prefix) = (target.backend(), target.location.prefix.clone());
+    let block_size = target.latest().block_size;
+    let mut file = runtime::block_on(async move {
+        NewFile::create(backend, &prefix, block_size)
+            .await
+            .map_err(|error| match error {
+                Error::Format(why) => Error::Invalid(format!("{why}; nothing was written")),
+                other => other,
+            })
+    })?;
+    let mut remaining = image.size;
+    while remaining > 0 {
+        let chunk = read_block(input, remaining.min(1 << 20), name)?;
+        remaining -= chunk.len() as u64;
+        file = runtime::block_on(async move { file.write(&chunk).await.map(|()| file) })?;
+    }
+    runtime::block_on(async move { file.finish().await })
 }
 
 /// Makes `serialize` write to a file atomically: a temporary file beside `path`, synced, then
 /// renamed over it. An existing file is kept unless `overwrite` is `Replace`.
-pub fn serialize_to_file(
-    database: &Database,
-    snapshot: &Snapshot,
-    path: &Path,
-    overwrite: Overwrite,
-) -> Result<u64> {
+pub fn serialize_to_file(source: &Source, path: &Path, overwrite: Overwrite) -> Result<u64> {
     if overwrite == Overwrite::Refuse && path.exists() {
         return Err(Error::Invalid(format!(
             "{} exists; pass 'replace' as the third argument to overwrite it",
@@ -357,7 +489,7 @@ pub fn serialize_to_file(
         .open(&partial)
         .map_err(|error| cannot("create", error))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let outcome = serialize(database, snapshot, &mut out).and_then(|written| {
+    let outcome = serialize(source, &mut out).and_then(|written| {
         let file = out
             .into_inner()
             .map_err(|error| cannot("write", error.into_error()))?;
@@ -430,7 +562,7 @@ pub fn deserialize(
     overwrite: Overwrite,
     name: &str,
 ) -> Result<Arc<Snapshot>> {
-    let mut parent = database.refresh(Duration::ZERO)?;
+    let (mut parent, mut checked) = database.refresh_checked(Duration::ZERO)?;
     check_target(database, &parent, overwrite)?;
     let block_size: BlockSize = parent.block_size;
     if let Some(page_size) = image.page_size {
@@ -450,6 +582,7 @@ pub fn deserialize(
     let txid = TxId::random();
     let count = block_size.block_count(image.size);
     let mut block0 = None;
+    let first_upload = (count > 1).then(Instant::now);
     let mut uploads: VecDeque<JoinHandle<Result<()>>> = VecDeque::new();
     for index in (0..count).map(BlockIndex) {
         let data = read_block(input, block_size.block_len(index, image.size), name)?;
@@ -495,16 +628,19 @@ pub fn deserialize(
             size: image.size,
             upload,
             uploaded: (1..count).map(BlockIndex).collect::<BTreeSet<_>>(),
+            checked,
+            first_upload,
         };
         let (backend, location) = (database.backend(), database.location.clone());
+        let started = Instant::now();
         match runtime::block_on(log::commit(backend, location, transaction)) {
             Ok(snapshot) => {
-                database.published(snapshot.clone());
+                database.published(snapshot.clone(), started);
                 return Ok(snapshot);
             }
             Err(Error::Conflict { .. }) if attempt < COMMIT_ATTEMPTS => {
                 attempt += 1;
-                parent = database.refresh(Duration::ZERO)?;
+                (parent, checked) = database.refresh_checked(Duration::ZERO)?;
                 check_target(database, &parent, overwrite)?;
                 if parent.block_size != block_size {
                     return Err(Error::Invalid(format!(
@@ -612,7 +748,7 @@ mod tests {
     fn export(database: &Database) -> Vec<u8> {
         let snapshot = database.latest();
         let mut out = Vec::new();
-        let written = serialize(database, &snapshot, &mut out).expect("serialize");
+        let written = serialize(&Source::Version(database, snapshot), &mut out).expect("serialize");
         assert_eq!(written, out.len() as u64);
         out
     }
@@ -688,12 +824,61 @@ mod tests {
         let bytes = image_bytes(1024, 150, 4, 9);
         load(&source, &bytes, Overwrite::Refuse).expect("load");
         let target = memory_database(4096);
-        let snapshot = source.latest();
-        copy(&source, &snapshot, &target, Overwrite::Refuse).expect("copy");
+        let version = || Source::Version(&source, source.latest());
+        copy(&version(), &target, Overwrite::Refuse).expect("copy");
         assert_eq!(export(&target), bytes);
-        let error = copy(&source, &snapshot, &source, Overwrite::Replace).expect_err("same");
+        let error = copy(&version(), &source, Overwrite::Replace).expect_err("same");
         assert!(error.to_string().contains("same database"), "{error}");
-        let error = copy(&source, &snapshot, &target, Overwrite::Refuse).expect_err("protected");
+        let error = copy(&version(), &target, Overwrite::Refuse).expect_err("protected");
         assert!(error.to_string().contains("'replace'"), "{error}");
+    }
+
+    #[test]
+    fn a_migration_to_the_sqlite_s3vfs_layout_and_back_keeps_every_byte() {
+        let backend: Arc<dyn crate::backend::Backend> = Arc::new(MemoryBackend::new());
+        let open = |name: &str, layout: &str| {
+            let config = Config::parse(
+                name,
+                &[
+                    ("bucket".to_string(), "memory".to_string()),
+                    ("layout".to_string(), layout.to_string()),
+                    ("block_size".to_string(), "4096".to_string()),
+                ],
+                |_| None,
+            )
+            .expect("config");
+            Database::with_backend(&config, backend.clone(), RetryPolicy::default()).expect("open")
+        };
+        let native = open("native.db", "versioned");
+        let bytes = image_bytes(1024, 37, 2, 5);
+        load(&native, &bytes, Overwrite::Refuse).expect("load");
+        let python = open("python.db", "sqlite-s3vfs");
+        let size = copy(
+            &Source::Version(&native, native.latest()),
+            &python,
+            Overwrite::Refuse,
+        )
+        .expect("out");
+        assert_eq!(size, bytes.len() as u64);
+        let mut out = Vec::new();
+        serialize(&Source::Legacy(&python), &mut out).expect("serialize");
+        assert_eq!(out, bytes);
+        let again = open("again.db", "versioned");
+        copy(&Source::Legacy(&python), &again, Overwrite::Refuse).expect("back");
+        assert_eq!(export(&again), bytes);
+        let error = copy(
+            &Source::Version(&native, native.latest()),
+            &python,
+            Overwrite::Replace,
+        )
+        .expect_err("no replace in place");
+        assert!(error.to_string().contains("empty name"), "{error}");
+        let error = copy(
+            &Source::Version(&native, native.latest()),
+            &python,
+            Overwrite::Refuse,
+        )
+        .expect_err("not empty");
+        assert!(error.to_string().contains("not empty"), "{error}");
     }
 }

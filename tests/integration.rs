@@ -690,10 +690,13 @@ fn the_function_list_is_exactly_ours() {
         [
             "s3vfs_copy",
             "s3vfs_deserialize",
+            "s3vfs_gc",
             "s3vfs_last_error",
+            "s3vfs_restore",
             "s3vfs_serialize",
             "s3vfs_stats",
-            "s3vfs_version"
+            "s3vfs_version",
+            "s3vfs_versions"
         ]
     );
 }

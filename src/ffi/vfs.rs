@@ -29,6 +29,7 @@ pub const FCNTL_S3VFS_DATABASE: c_int = 0x5333_5646;
 
 // Values from sqlite3.h.
 const SQLITE_OPEN_READONLY: c_int = 0x0000_0001;
+const SQLITE_OPEN_READWRITE: c_int = 0x0000_0002;
 const SQLITE_OPEN_CREATE: c_int = 0x0000_0004;
 const SQLITE_OPEN_DELETEONCLOSE: c_int = 0x0000_0008;
 const SQLITE_OPEN_MAIN_DB: c_int = 0x0000_0100;
@@ -202,15 +203,28 @@ unsafe extern "C" fn x_open(
         let parameters = unsafe { uri_parameters(name) };
         let config = Config::parse(path, &parameters, |variable| std::env::var(variable).ok())?;
         let database = Database::open(&config)?;
-        let (handle, exists) = match config.layout {
-            Layout::Versioned => {
+        let mut opened_flags = flags;
+        let (handle, exists) = match (config.layout, config.pin) {
+            (Layout::Versioned, Some(pin)) => {
+                let snapshot = database.pinned_snapshot(pin)?;
+                let db_file = DbFile::pinned(database, snapshot, pin);
+                // A past version is read-only: with SQLITE_OPEN_READONLY in the out flags,
+                // SQLite itself refuses every write with SQLITE_READONLY (and the VFS refuses
+                // too). SQLite's message is generic, so the reason goes to sqlite3_log and
+                // s3vfs_last_error() now.
+                opened_flags = (opened_flags & !(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
+                    | SQLITE_OPEN_READONLY;
+                report(code::NOTICE, db_file.read_only().unwrap_or_default(), false);
+                (Handle::Versioned(db_file), true)
+            }
+            (Layout::Versioned, None) => {
                 let exists = database.version().0 > 0;
                 (
                     Handle::Versioned(DbFile::new(database, config.staleness)),
                     exists,
                 )
             }
-            Layout::SqliteS3vfs => {
+            (Layout::SqliteS3vfs, _) => {
                 let file = LegacyFile::open(database, Role::Database)?;
                 let exists = file.exists();
                 (Handle::Legacy(file), exists)
@@ -223,7 +237,7 @@ unsafe extern "C" fn x_open(
             )));
         }
         // SAFETY: `file` is SQLite's buffer for this open.
-        unsafe { install(file, handle, flags, out_flags) };
+        unsafe { install(file, handle, opened_flags, out_flags) };
         Ok(code::OK)
     })
 }

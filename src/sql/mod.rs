@@ -1,7 +1,8 @@
 //! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()`,
-//! `s3vfs_last_error()`, and (in [`transfer`]) `s3vfs_serialize()`, `s3vfs_deserialize()` and
-//! `s3vfs_copy()`.
+//! `s3vfs_last_error()`; (in [`transfer`]) `s3vfs_serialize()`, `s3vfs_deserialize()` and
+//! `s3vfs_copy()`; and (in [`history`]) `s3vfs_versions()`, `s3vfs_restore()` and `s3vfs_gc()`.
 
+pub mod history;
 mod transfer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,7 +12,13 @@ use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api;
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
+use std::sync::Arc;
+
 use crate::backend::metered::process_metrics;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::storage::history::Pin;
+use crate::vfs::Database;
 
 /// The names of every SQL function s3vfs defines.
 pub const FUNCTIONS: &[&str] = &[
@@ -21,7 +28,38 @@ pub const FUNCTIONS: &[&str] = &[
     "s3vfs_serialize",
     "s3vfs_deserialize",
     "s3vfs_copy",
+    "s3vfs_versions",
+    "s3vfs_restore",
+    "s3vfs_gc",
 ];
+
+/// The s3vfs database `name` designates for connection `db` — a schema of the connection
+/// (`main`, an ATTACHed name) or a URI `file:NAME?bucket=...` — and, for a URI with
+/// `version=` or `as_of=`, the past version it names.
+pub(crate) fn resolve(db: *mut sqlite3, name: &str) -> Result<(Arc<Database>, Option<Pin>)> {
+    if name.starts_with("file:") {
+        let config = Config::from_uri(name, |variable| std::env::var(variable).ok())?;
+        return Ok((Database::open(&config)?, config.pin));
+    }
+    let database = crate::ffi::database_of(db, name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "'{name}' is not an s3vfs database of this connection: name a schema opened with \
+             vfs=s3vfs ('main' or an ATTACHed name) or a URI such as 'file:shop.db?bucket=BUCKET'"
+        ))
+    })?;
+    Ok((database, None))
+}
+
+/// As [`resolve`], for a database to change or collect: a past version is refused.
+pub(crate) fn resolve_current(db: *mut sqlite3, name: &str) -> Result<Arc<Database>> {
+    match resolve(db, name)? {
+        (database, None) => Ok(database),
+        (_, Some(_)) => Err(Error::Invalid(format!(
+            "{name:?} names a past version (version= or as_of=), which is read-only: name the \
+             database without them"
+        ))),
+    }
+}
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
 pub(crate) fn guarded(
@@ -87,5 +125,28 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
+    define_scalar_function(
+        db,
+        "s3vfs_versions",
+        0,
+        history::versions,
+        FunctionFlags::UTF8,
+    )?;
+    define_scalar_function(
+        db,
+        "s3vfs_versions",
+        1,
+        history::versions,
+        FunctionFlags::UTF8,
+    )?;
+    define_scalar_function(
+        db,
+        "s3vfs_restore",
+        2,
+        history::restore,
+        FunctionFlags::UTF8,
+    )?;
+    define_scalar_function(db, "s3vfs_gc", 1, history::collect, FunctionFlags::UTF8)?;
+    define_scalar_function(db, "s3vfs_gc", 2, history::collect, FunctionFlags::UTF8)?;
     transfer::register(db)
 }

@@ -15,24 +15,41 @@ use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
-use super::guarded;
-use crate::config::Config;
+use super::{guarded, resolve, resolve_current};
+use crate::config::Layout;
 use crate::error::{Error, Operation, Result};
-use crate::transfer::{self, Overwrite, HEADER_LEN};
+use crate::storage::Snapshot;
+use crate::transfer::{self, Overwrite, Source, HEADER_LEN};
 use crate::vfs::Database;
 
-/// The s3vfs database `name` designates for connection `db`.
-fn resolve(db: *mut sqlite3, name: &str) -> Result<Arc<Database>> {
-    if name.starts_with("file:") {
-        let config = Config::from_uri(name, |variable| std::env::var(variable).ok())?;
-        return Database::open(&config);
+/// The database `source` names and, for the versioned layout, the version to read: a past
+/// one for a URI with `version=` or `as_of=`, else the newest committed one.
+fn resolve_source(
+    db: *mut sqlite3,
+    source: &str,
+) -> Result<(Arc<Database>, Option<Arc<Snapshot>>)> {
+    let (database, pin) = resolve(db, source)?;
+    if database.layout == Layout::SqliteS3vfs {
+        return Ok((database, None));
     }
-    crate::ffi::database_of(db, name).ok_or_else(|| {
-        Error::Invalid(format!(
-            "'{name}' is not an s3vfs database of this connection: name a schema opened with \
-             vfs=s3vfs ('main' or an ATTACHed name) or a URI such as 'file:shop.db?bucket=BUCKET'"
-        ))
-    })
+    let snapshot = match pin {
+        Some(pin) => database.pinned_snapshot(pin)?,
+        None => database.refresh(Duration::ZERO)?,
+    };
+    if snapshot.version.0 == 0 {
+        return Err(Error::Invalid(format!(
+            "{} has no committed version",
+            database.location.url()
+        )));
+    }
+    Ok((database, Some(snapshot)))
+}
+
+fn source_of<'a>(database: &'a Database, snapshot: &Option<Arc<Snapshot>>) -> Source<'a> {
+    match snapshot {
+        Some(snapshot) => Source::Version(database, snapshot.clone()),
+        None => Source::Legacy(database),
+    }
 }
 
 fn text_argument<'a>(values: &[*mut sqlite3_value], at: usize, what: &str) -> Result<&'a str> {
@@ -84,34 +101,29 @@ fn serialize(
     guarded(|| {
         let outcome = (|| {
             let db = api::context_db_handle(context);
-            let database = resolve(db, text_argument(values, 0, "the source database")?)?;
-            let snapshot = database.refresh(Duration::ZERO)?;
-            if snapshot.version.0 == 0 {
-                return Err(Error::Invalid(format!(
-                    "{} has no committed version to serialize",
-                    database.location.url()
-                )));
-            }
+            let (database, snapshot) =
+                resolve_source(db, text_argument(values, 0, "the source database")?)?;
+            let source = source_of(&database, &snapshot);
             if values.len() >= 2 {
                 let path = text_argument(values, 1, "the output file path")?;
                 let overwrite = overwrite_argument(values, 2)?;
-                let written =
-                    transfer::serialize_to_file(&database, &snapshot, Path::new(path), overwrite)?;
+                let written = transfer::serialize_to_file(&source, Path::new(path), overwrite)?;
                 api::result_int64(context, written as i64);
                 return Ok(());
             }
-            if let Some(limit) = crate::ffi::length_limit(db) {
-                if snapshot.size > limit {
+            let limit = crate::ffi::length_limit(db).unwrap_or(u64::MAX);
+            let blob = source.stream(|size, next| {
+                if size > limit {
                     return Err(Error::Invalid(format!(
-                        "{} is {} bytes, more than a BLOB may hold here ({limit}); serialize it \
-                         to a file instead: s3vfs_serialize(source, '/path/to/file.db')",
+                        "{} is {size} bytes, more than a BLOB may hold here ({limit}); serialize \
+                         it to a file instead: s3vfs_serialize(source, '/path/to/file.db')",
                         database.location.url(),
-                        snapshot.size
                     )));
                 }
-            }
-            let mut blob = Vec::with_capacity(snapshot.size as usize);
-            transfer::serialize(&database, &snapshot, &mut blob)?;
+                let mut blob = Vec::with_capacity(size as usize);
+                transfer::write_blocks(next, &mut blob)?;
+                Ok(blob)
+            })?;
             api::result_blob(context, &blob);
             Ok(())
         })();
@@ -131,7 +143,7 @@ fn deserialize(
             let input = values
                 .get(1)
                 .ok_or_else(|| Error::Invalid("missing the database to deserialize".into()))?;
-            let snapshot = match api::value_type(input) {
+            let size = match api::value_type(input) {
                 ValueType::Blob => {
                     // An empty BLOB's pointer is null: never make a slice of it.
                     let bytes: &[u8] = if api::value_bytes(input) > 0 {
@@ -140,8 +152,8 @@ fn deserialize(
                         &[]
                     };
                     let image = transfer::check_image(bytes, bytes.len() as u64, "the BLOB")?;
-                    let database = resolve(db, target)?;
-                    transfer::deserialize(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
+                    let database = resolve_current(db, target)?;
+                    transfer::load(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
                 }
                 ValueType::Text => {
                     let path = Path::new(text_argument(values, 1, "the input file path")?);
@@ -158,12 +170,12 @@ fn deserialize(
                         .map_err(cannot)?;
                     let image = transfer::check_image(&header, size, &name)?;
                     transfer::check_no_journal(path)?;
-                    let database = resolve(db, target)?;
+                    let database = resolve_current(db, target)?;
                     let mut input = std::io::BufReader::with_capacity(
                         1 << 20,
                         std::io::Cursor::new(header).chain(file),
                     );
-                    transfer::deserialize(&database, &mut input, image, overwrite, &name)?
+                    transfer::load(&database, &mut input, image, overwrite, &name)?
                 }
                 _ => {
                     return Err(Error::Invalid(
@@ -171,7 +183,7 @@ fn deserialize(
                     ))
                 }
             };
-            api::result_int64(context, snapshot.size as i64);
+            api::result_int64(context, size as i64);
             Ok(())
         })();
         respond(context, outcome)
@@ -182,18 +194,12 @@ fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<
     guarded(|| {
         let outcome = (|| {
             let db = api::context_db_handle(context);
-            let source = resolve(db, text_argument(values, 0, "the source database")?)?;
-            let target = resolve(db, text_argument(values, 1, "the target database")?)?;
+            let (source, snapshot) =
+                resolve_source(db, text_argument(values, 0, "the source database")?)?;
+            let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
             let overwrite = overwrite_argument(values, 2)?;
-            let snapshot = source.refresh(Duration::ZERO)?;
-            if snapshot.version.0 == 0 {
-                return Err(Error::Invalid(format!(
-                    "{} has no committed version to copy",
-                    source.location.url()
-                )));
-            }
-            let copied = transfer::copy(&source, &snapshot, &target, overwrite)?;
-            api::result_int64(context, copied.size as i64);
+            let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
+            api::result_int64(context, copied as i64);
             Ok(())
         })();
         respond(context, outcome)

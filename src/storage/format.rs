@@ -3,6 +3,7 @@
 //! All three carry `format`; an object with a format this build does not know is refused.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,21 @@ pub struct CommitRecord {
     pub changes: BTreeMap<u64, String>,
     /// How many blocks this commit itself wrote.
     pub blocks_written: u64,
+    /// The collector's safety margin, fixed when the database is created and copied into
+    /// every record: `s3vfs_gc` deletes no unreferenced object younger than this, and a
+    /// writer never commits a transaction whose freshness check is older than half of it.
+    /// Absent in records of earlier builds, which means [`DEFAULT_GC_MARGIN_MS`].
+    #[serde(default = "default_gc_margin_ms")]
+    pub gc_margin_ms: u64,
+}
+
+/// The collector's safety margin of a database created without `gc_margin=`: one hour.
+pub const DEFAULT_GC_MARGIN_MS: u64 = 60 * 60 * 1000;
+/// The smallest margin `gc_margin=` accepts.
+pub const MIN_GC_MARGIN_MS: u64 = 1000;
+
+fn default_gc_margin_ms() -> u64 {
+    DEFAULT_GC_MARGIN_MS
 }
 
 /// `checkpoints/{version}-{txid}`: the whole block map at one version.
@@ -108,6 +124,7 @@ pub struct ParsedRecord {
     pub base_txid: TxId,
     pub changes: BTreeMap<BlockIndex, TxId>,
     pub blocks_written: u64,
+    pub gc_margin: Duration,
 }
 
 impl CommitRecord {
@@ -134,6 +151,7 @@ impl CommitRecord {
             base_txid: parse_txid(key, &raw.base_txid)?,
             changes,
             blocks_written: raw.blocks_written,
+            gc_margin: Duration::from_millis(raw.gc_margin_ms.max(MIN_GC_MARGIN_MS)),
         })
     }
 }
@@ -199,6 +217,7 @@ mod tests {
             base_txid: TxId(9).to_string(),
             changes: BTreeMap::from([(1, TxId(7).to_string())]),
             blocks_written: 1,
+            gc_margin_ms: 5000,
         }
     }
 
@@ -207,6 +226,22 @@ mod tests {
         let parsed = CommitRecord::decode("k", &record().encode()).expect("valid record");
         assert_eq!(parsed.version, Version(3));
         assert_eq!(parsed.changes.get(&BlockIndex(1)), Some(&TxId(7)));
+        assert_eq!(parsed.gc_margin, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn records_of_earlier_builds_have_the_default_margin() {
+        let mut value = serde_json::to_value(record()).expect("json");
+        value
+            .as_object_mut()
+            .expect("object")
+            .remove("gc_margin_ms");
+        let body = serde_json::to_vec(&value).expect("json");
+        let parsed = CommitRecord::decode("k", &body).expect("valid record");
+        assert_eq!(
+            parsed.gc_margin,
+            Duration::from_millis(DEFAULT_GC_MARGIN_MS)
+        );
     }
 
     #[test]

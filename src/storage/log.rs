@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -21,7 +22,7 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// At most this many object requests of one operation are in flight at once.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-async fn get_record(
+pub(crate) async fn get_record(
     backend: &Arc<dyn Backend>,
     location: &Location,
     version: Version,
@@ -41,7 +42,7 @@ async fn get_record(
     Ok(record)
 }
 
-async fn get_checkpoint(
+pub(crate) async fn get_checkpoint(
     backend: &Arc<dyn Backend>,
     location: &Location,
     version: Version,
@@ -86,7 +87,7 @@ async fn newest_version(
 }
 
 /// Builds the snapshot of `record`, reusing `known`'s checkpoint when they share it.
-async fn snapshot_of(
+pub(crate) async fn snapshot_of(
     backend: &Arc<dyn Backend>,
     location: &Location,
     record: ParsedRecord,
@@ -121,6 +122,7 @@ async fn snapshot_of(
         base_txid: record.base_txid,
         base,
         changes: Arc::new(record.changes),
+        gc_margin: record.gc_margin,
     })
 }
 
@@ -152,9 +154,14 @@ pub struct Transaction {
     pub upload: Vec<(BlockIndex, Bytes)>,
     /// Blocks this transaction already uploaded under its txid (spilled early).
     pub uploaded: BTreeSet<BlockIndex>,
+    /// When the freshness check that found `parent` to be the newest version started (the
+    /// LIST request was sent after this instant).
+    pub checked: Instant,
+    /// When the first of `uploaded` was sent, if any.
+    pub first_upload: Option<Instant>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
@@ -192,8 +199,40 @@ pub async fn commit(
         size,
         upload,
         uploaded,
+        mut checked,
+        first_upload,
     } = transaction;
     let version = parent.version.next();
+    let margin = parent.gc_margin;
+    // The collector deletes no unreferenced object younger than `margin` (by the store's
+    // clock). A record created after the freshness check, or a block uploaded early by this
+    // transaction, is therefore safe for `margin` after the check or the upload; this
+    // transaction must land its record well within that: by half of it.
+    if let Some(first) = first_upload {
+        if first.elapsed() >= margin / 2 {
+            return Err(too_slow(
+                &location,
+                version,
+                "its first block upload",
+                margin,
+            ));
+        }
+    }
+    if checked.elapsed() >= margin / 2 {
+        // A check that old no longer protects: check again (one LIST).
+        let recheck = Instant::now();
+        if newest_version(&backend, &location, Some(parent.version))
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict {
+                bucket: location.bucket.clone(),
+                prefix: location.prefix.clone(),
+                version,
+            });
+        }
+        checked = recheck;
+    }
     let block_size: BlockSize = parent.block_size;
     let count = block_size.block_count(size);
     let mut written: BTreeSet<BlockIndex> = uploaded;
@@ -217,11 +256,13 @@ pub async fn commit(
         size,
         block_size,
         txid,
-        time_ms: now_ms(),
+        // Commit times never go backwards, whatever the writers' clocks: `as_of=` relies on it.
+        time_ms: now_ms().max(parent.time_ms),
         base_version: parent.base_version,
         base_txid: parent.base_txid,
         base: parent.base.clone(),
         changes: Arc::new(changes),
+        gc_margin: margin,
     };
     let mut checkpoint_upload = None;
     if due {
@@ -271,8 +312,13 @@ pub async fn commit(
             .map(|(index, txid)| (index.0, txid.to_string()))
             .collect(),
         blocks_written: written.len() as u64,
+        gc_margin_ms: margin.as_millis() as u64,
     };
     let key = location.log_key(version);
+    let deadline_start = first_upload.map_or(checked, |first| first.min(checked));
+    if deadline_start.elapsed() >= margin / 2 {
+        return Err(too_slow(&location, version, "its freshness check", margin));
+    }
     match backend.put_if_absent(&key, record.encode()).await? {
         PutOutcome::Created => {}
         PutOutcome::AlreadyExists => {
@@ -296,6 +342,16 @@ pub async fn commit(
         let _ = backend.put(&location.head_key(), head.encode()).await;
     }
     Ok(Arc::new(snapshot))
+}
+
+fn too_slow(location: &Location, version: Version, since: &str, margin: Duration) -> Error {
+    Error::TooSlow(format!(
+        "{}: the transaction that would have committed version {} took longer than half the \
+         collector's safety margin ({} s) since {since}; nothing of it was committed, retry it",
+        location.url(),
+        version.0,
+        margin.as_secs_f64()
+    ))
 }
 
 #[cfg(test)]
@@ -322,6 +378,8 @@ mod tests {
             size: 1024,
             upload: vec![(BlockIndex(0), block.clone()), (BlockIndex(1), block)],
             uploaded: BTreeSet::new(),
+            checked: Instant::now(),
+            first_upload: None,
         }
     }
 

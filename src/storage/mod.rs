@@ -1,7 +1,9 @@
 //! How a database becomes objects: units, block arithmetic, object keys, commit records and
-//! the snapshots they describe.
+//! the snapshots they describe; the history of versions and its collector.
 
 pub mod format;
+pub mod gc;
+pub mod history;
 pub mod log;
 pub mod snapshot;
 

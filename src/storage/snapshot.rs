@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{BlockIndex, BlockSize, TxId, Version};
 
@@ -20,6 +21,8 @@ pub struct Snapshot {
     pub base_txid: TxId,
     pub base: Arc<Vec<TxId>>,
     pub changes: Arc<BTreeMap<BlockIndex, TxId>>,
+    /// The collector's safety margin recorded in the database (see `CommitRecord`).
+    pub gc_margin: Duration,
 }
 
 impl Snapshot {
@@ -35,6 +38,7 @@ impl Snapshot {
             base_txid: TxId(0),
             base: Arc::new(Vec::new()),
             changes: Arc::new(BTreeMap::new()),
+            gc_margin: Duration::from_millis(super::format::DEFAULT_GC_MARGIN_MS),
         }
     }
 

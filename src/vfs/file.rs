@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -36,6 +36,8 @@ struct Txn {
     floor: u64,
     blocks: BTreeMap<BlockIndex, Dirty>,
     memory_bytes: u64,
+    /// When the first block was uploaded early, if one was.
+    first_upload: Option<Instant>,
 }
 
 /// At most this many blocks are fetched ahead of a sequential reader.
@@ -78,6 +80,10 @@ pub struct DbFile {
     staleness: Duration,
     /// The version this connection reads: pinned when its read transaction starts.
     snapshot: Arc<Snapshot>,
+    /// When the freshness check that found `snapshot` to be the newest started.
+    checked: Instant,
+    /// Set for a connection that reads one past version: why it refuses to write.
+    read_only: Option<String>,
     txn: Option<Txn>,
     read_ahead: ReadAhead,
     /// Set when a commit failed: the rest of the transaction (SQLite's rollback) is discarded.
@@ -94,9 +100,43 @@ impl DbFile {
             level: LockLevel::None,
             staleness,
             snapshot,
+            // Never used for a commit: every transaction starts with a check of its own.
+            checked: Instant::now(),
+            read_only: None,
             txn: None,
             read_ahead: ReadAhead::default(),
             doomed: false,
+        }
+    }
+
+    /// A connection that reads exactly `snapshot`, a past version, and refuses every write;
+    /// `pin` is how the user named it.
+    pub fn pinned(
+        database: Arc<Database>,
+        snapshot: Arc<Snapshot>,
+        pin: crate::storage::history::Pin,
+    ) -> DbFile {
+        let mut file = DbFile::new(database, Duration::ZERO);
+        file.read_only = Some(format!(
+            "{} is open read-only at version {} ({pin}): a past version cannot be written; \
+             open it without version=/as_of= to write, or restore the version with \
+             s3vfs_restore()",
+            file.database.location.url(),
+            snapshot.version.0
+        ));
+        file.snapshot = snapshot;
+        file
+    }
+
+    /// Why this connection refuses writes, if it does.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    fn refuse_writes(&self) -> Result<()> {
+        match &self.read_only {
+            Some(why) => Err(Error::ReadOnly(why.clone())),
+            None => Ok(()),
         }
     }
 
@@ -170,9 +210,17 @@ impl DbFile {
         }
         let fetched: BTreeMap<BlockKey, Bytes> = {
             let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
-            keys.into_iter()
-                .zip(self.database.read_blocks(&wanted)?)
-                .collect()
+            let blocks = self
+                .database
+                .read_blocks(&wanted)
+                .map_err(|error| match error {
+                    Error::Collected { key, version: None } => Error::Collected {
+                        key,
+                        version: Some(self.snapshot.version),
+                    },
+                    other => other,
+                })?;
+            keys.into_iter().zip(blocks).collect()
         };
         let mut views = Vec::with_capacity(indexes.len());
         for index in indexes {
@@ -261,6 +309,7 @@ impl DbFile {
             floor: snapshot.size,
             blocks: BTreeMap::new(),
             memory_bytes: 0,
+            first_upload: None,
         })
     }
 
@@ -311,6 +360,7 @@ impl DbFile {
 
     /// Writes `data` at `offset` into the transaction.
     pub fn write(&mut self, offset: ByteOffset, data: &[u8]) -> Result<()> {
+        self.refuse_writes()?;
         if self.doomed {
             return Ok(());
         }
@@ -355,6 +405,7 @@ impl DbFile {
             }
         }
         txn.memory_bytes = 0;
+        txn.first_upload.get_or_insert_with(Instant::now);
         let (backend, location, txid) = (
             self.database.backend(),
             self.database.location.clone(),
@@ -374,6 +425,7 @@ impl DbFile {
 
     /// Cuts or extends the file to `size` bytes.
     pub fn truncate(&mut self, size: u64) -> Result<()> {
+        self.refuse_writes()?;
         if self.doomed {
             return Ok(());
         }
@@ -459,12 +511,20 @@ impl DbFile {
             size,
             upload,
             uploaded,
+            checked: self.checked,
+            first_upload: txn.first_upload,
         }))
     }
 
     /// Commits the transaction, if it changed anything: the new version becomes visible to
     /// every reader at once, or (on any error) not at all.
     pub fn sync(&mut self) -> Result<()> {
+        if self.read_only.is_some() {
+            return match self.txn {
+                Some(_) => self.refuse_writes(),
+                None => Ok(()),
+            };
+        }
         if self.doomed {
             return Ok(());
         }
@@ -522,13 +582,15 @@ impl DbFile {
             })
             .collect();
         let (backend, location) = (self.database.backend(), self.database.location.clone());
+        let started = Instant::now();
         match runtime::block_on(log::commit(backend, location, transaction)) {
             Ok(snapshot) => {
                 for (key, data) in written {
                     self.database.remember_block(key, data);
                 }
-                self.database.published(snapshot.clone());
+                self.database.published(snapshot.clone(), started);
                 self.snapshot = snapshot;
+                self.checked = started;
                 self.txn = None;
                 Ok(())
             }
@@ -567,13 +629,24 @@ impl DbFile {
         if level <= self.level {
             return Ok(Ok(()));
         }
+        if self.read_only.is_some() {
+            // A past version never changes: no check, and no write lock.
+            if level >= LockLevel::Reserved {
+                self.refuse_writes()?;
+            }
+            self.level = level;
+            return Ok(Ok(()));
+        }
         if let Err(busy) = self.database.locks.lock().lock(self.holder, level) {
             return Ok(Err(busy));
         }
         if self.level == LockLevel::None {
             // A read transaction starts: pin the newest committed version.
-            match self.database.refresh(self.staleness) {
-                Ok(snapshot) => self.snapshot = snapshot,
+            match self.database.refresh_checked(self.staleness) {
+                Ok((snapshot, checked)) => {
+                    self.snapshot = snapshot;
+                    self.checked = checked;
+                }
                 Err(error) => {
                     self.database
                         .locks
@@ -601,7 +674,7 @@ impl DbFile {
     }
 
     pub fn reserved(&self) -> bool {
-        self.database.locks.lock().reserved()
+        self.read_only.is_none() && self.database.locks.lock().reserved()
     }
 }
 

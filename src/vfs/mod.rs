@@ -21,12 +21,14 @@ use crate::cache::{BlockCache, BlockKey, CacheStats};
 use crate::config::{Config, Layout};
 use crate::error::{Error, Result};
 use crate::runtime;
+use crate::storage::history::{self, Pin};
 use crate::storage::log::{self, MAX_IN_FLIGHT};
 use crate::storage::{Location, Snapshot, Version};
 use lock::LockTable;
 
 struct Latest {
     snapshot: Arc<Snapshot>,
+    /// When the freshness check that found `snapshot` to be the newest started.
     checked: Instant,
 }
 
@@ -102,10 +104,13 @@ pub async fn fetch_block(
     expected: u64,
 ) -> Result<Bytes> {
     let object = location.block_key(key.index, key.txid);
-    let data = backend.get(&object).await?.ok_or_else(|| Error::Corrupt {
-        key: object.clone(),
-        why: "block object is missing".into(),
-    })?;
+    let data = backend
+        .get(&object)
+        .await?
+        .ok_or_else(|| Error::Collected {
+            key: object.clone(),
+            version: None,
+        })?;
     if data.len() as u64 != expected {
         return Err(Error::Corrupt {
             key: object,
@@ -171,6 +176,7 @@ impl Database {
                 locks: Mutex::new(LockTable::default()),
             }));
         }
+        let checked = Instant::now();
         let loaded = {
             let (backend, location) = (backend.clone(), location.clone());
             runtime::block_on(log::load_latest(backend, location, None))?
@@ -181,7 +187,13 @@ impl Database {
         if loaded.is_none() {
             refuse_legacy_data(&backend, &location)?;
         }
-        let snapshot = loaded.unwrap_or_else(|| Arc::new(Snapshot::empty(block_size)));
+        let snapshot = loaded.unwrap_or_else(|| {
+            let mut empty = Snapshot::empty(block_size);
+            if let Some(margin) = config.gc_margin {
+                empty.gc_margin = margin;
+            }
+            Arc::new(empty)
+        });
         let database = Arc::new(Database {
             location,
             layout: config.layout,
@@ -190,10 +202,7 @@ impl Database {
             backend,
             metrics,
             cache: BlockCache::new(config.cache_size),
-            latest: Mutex::new(Latest {
-                snapshot,
-                checked: Instant::now(),
-            }),
+            latest: Mutex::new(Latest { snapshot, checked }),
             locks: Mutex::new(LockTable::default()),
         });
         database.check_block_size(config)?;
@@ -223,6 +232,18 @@ impl Database {
                 snapshot.block_size.bytes()
             )));
         }
+        if let Some(margin) = config.gc_margin {
+            if snapshot.version.0 > 0 && margin != snapshot.gc_margin {
+                return Err(Error::Format(format!(
+                    "gc_margin={} ms conflicts with {}, created with gc_margin={} ms (the \
+                     collector's safety margin is fixed when a database is created; drop the \
+                     parameter)",
+                    margin.as_millis(),
+                    self.location.url(),
+                    snapshot.gc_margin.as_millis()
+                )));
+            }
+        }
         match config.block_size {
             Some(asked) if snapshot.version.0 > 0 && asked != snapshot.block_size => Err(Error::Format(format!(
                 "block_size={} conflicts with {}, created with block_size={} (the block size is fixed when a \
@@ -242,14 +263,22 @@ impl Database {
 
     /// The newest committed version: one LIST, unless the last check is younger than `staleness`.
     pub fn refresh(&self, staleness: Duration) -> Result<Arc<Snapshot>> {
+        self.refresh_checked(staleness)
+            .map(|(snapshot, _)| snapshot)
+    }
+
+    /// As [`Database::refresh`], with the instant the freshness check that found the version
+    /// started: a commit on top of it must land within half the collector's margin of that.
+    pub fn refresh_checked(&self, staleness: Duration) -> Result<(Arc<Snapshot>, Instant)> {
         let known = {
             let latest = self.latest.lock();
             if !staleness.is_zero() && latest.checked.elapsed() < staleness {
-                return Ok(latest.snapshot.clone());
+                return Ok((latest.snapshot.clone(), latest.checked));
             }
             latest.snapshot.clone()
         };
         let (backend, location) = (self.backend.clone(), self.location.clone());
+        let started = Instant::now();
         let loaded = runtime::block_on(log::load_latest(backend, location, Some(known.clone())))?;
         let mut latest = self.latest.lock();
         if let Some(snapshot) = loaded {
@@ -257,17 +286,37 @@ impl Database {
                 latest.snapshot = snapshot;
             }
         }
-        latest.checked = Instant::now();
-        Ok(latest.snapshot.clone())
+        latest.checked = latest.checked.max(started);
+        Ok((latest.snapshot.clone(), latest.checked))
     }
 
-    /// Records a version this process just committed.
-    pub fn published(&self, snapshot: Arc<Snapshot>) {
+    /// Records a version this process just committed, by a commit that started at `started`
+    /// (no newer version can exist that was created before its record).
+    pub fn published(&self, snapshot: Arc<Snapshot>, started: Instant) {
         let mut latest = self.latest.lock();
         if snapshot.version > latest.snapshot.version {
             latest.snapshot = snapshot;
-            latest.checked = Instant::now();
+            latest.checked = started;
         }
+    }
+
+    /// The past version `pin` names: its record and base checkpoint (two GETs), after a LIST
+    /// and a binary search for `as_of`. The block cache is shared with the live database.
+    pub fn pinned_snapshot(&self, pin: Pin) -> Result<Arc<Snapshot>> {
+        let (backend, location) = (self.backend.clone(), self.location.clone());
+        runtime::block_on(history::load_pinned(backend, location, pin))
+    }
+
+    /// Commits, as the next version, the content of `old` (see [`history::restore`]).
+    pub fn restore(&self, old: Version) -> Result<Arc<Snapshot>> {
+        let old = self.pinned_snapshot(Pin::Version(old))?;
+        let (parent, checked) = self.refresh_checked(Duration::ZERO)?;
+        let started = Instant::now();
+        let (backend, location) = (self.backend.clone(), self.location.clone());
+        let restored =
+            runtime::block_on(history::restore(backend, location, parent, checked, old))?;
+        self.published(restored.clone(), started);
+        Ok(restored)
     }
 
     /// Fetches blocks through the cache; misses are fetched concurrently and checked for length.

@@ -1,0 +1,137 @@
+//! The SQL functions of a database's history: `s3vfs_versions()`, `s3vfs_restore()` and the
+//! collector `s3vfs_gc()`. Each names its database by a schema of the calling connection
+//! (`'main'`) or by a URI (`'file:shop.db?bucket=acme'`), so the collector can run from a
+//! connection that has no s3vfs database open (the sqlite3 CLI, cron).
+
+use std::sync::Arc;
+
+use serde_json::json;
+use sqlite3ext_sys::{sqlite3_context, sqlite3_value};
+use sqlite_loadable::api;
+use sqlite_loadable::Error as FunctionError;
+
+use crate::error::{Error, Result};
+use crate::runtime;
+use crate::storage::gc::{self, Keep};
+use crate::storage::history::{self, format_time};
+use crate::storage::Version;
+use crate::vfs::Database;
+
+/// Reports `error` as s3vfs reports every error (sqlite3_log, `s3vfs_last_error()`) and
+/// turns it into the SQL function's error message.
+fn failed(error: Error) -> FunctionError {
+    let message = error.to_string();
+    crate::ffi::report(
+        error.sqlite_code(crate::error::Operation::Other),
+        &message,
+        false,
+    );
+    FunctionError::new_message(&message)
+}
+
+/// The database `target` names: a schema of `context`'s connection, or a URI; not a past
+/// version.
+fn resolve(context: *mut sqlite3_context, target: &str) -> Result<Arc<Database>> {
+    super::resolve_current(api::context_db_handle(context), target)
+}
+
+fn text_argument<'a>(
+    values: &'a [*mut sqlite3_value],
+    index: usize,
+    what: &str,
+) -> Result<Option<&'a str>> {
+    match values.get(index) {
+        None => Ok(None),
+        Some(value) if api::value_is_null(value) => Ok(None),
+        Some(value) => api::value_text(value)
+            .map(Some)
+            .map_err(|_| Error::Config(format!("{what} must be text"))),
+    }
+}
+
+/// `s3vfs_versions([target])`: a JSON array of the versions the store has, oldest first.
+pub fn versions(
+    context: *mut sqlite3_context,
+    values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
+    super::guarded(|| {
+        let run = || -> Result<String> {
+            let target = text_argument(values, 0, "the database")?.unwrap_or("main");
+            let database = resolve(context, target)?;
+            let (backend, location) = (database.backend(), database.location.clone());
+            let listed = runtime::block_on(history::list_versions(backend, location))?;
+            let rows: Vec<_> = listed
+                .iter()
+                .map(|info| {
+                    json!({
+                        "version": info.version,
+                        "time": format_time(info.time_ms),
+                        "time_ms": info.time_ms,
+                        "size": info.size,
+                        "blocks_changed": info.blocks_changed,
+                        "txid": info.txid,
+                    })
+                })
+                .collect();
+            Ok(serde_json::Value::Array(rows).to_string())
+        };
+        let text = run().map_err(failed)?;
+        api::result_text(context, text)
+    })
+}
+
+/// `s3vfs_restore(target, version)`: commits the content of `version` as a new version and
+/// returns the new version's number.
+pub fn restore(
+    context: *mut sqlite3_context,
+    values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
+    super::guarded(|| {
+        let run = || -> Result<i64> {
+            let target = text_argument(values, 0, "the database")?.unwrap_or("main");
+            let version = values
+                .get(1)
+                .map(api::value_int64)
+                .filter(|version| *version > 0)
+                .ok_or_else(|| {
+                    Error::Config(
+                        "s3vfs_restore(database, version): version must be a positive number"
+                            .into(),
+                    )
+                })?;
+            let database = resolve(context, target)?;
+            let restored = database.restore(Version(version as u64))?;
+            Ok(restored.version.0 as i64)
+        };
+        let version = run().map_err(failed)?;
+        api::result_int64(context, version);
+        Ok(())
+    })
+}
+
+/// `s3vfs_gc([target[, keep]])`: runs the collector once; JSON of what it removed and kept.
+pub fn collect(
+    context: *mut sqlite3_context,
+    values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
+    super::guarded(|| {
+        let run = || -> Result<String> {
+            let target = text_argument(values, 0, "the database")?.unwrap_or("main");
+            let keep = match text_argument(values, 1, "keep")? {
+                None => Keep::DEFAULT,
+                Some(text) => Keep::parse(text).ok_or_else(|| {
+                    Error::Config(format!(
+                        "keep={text:?} is malformed: expected a number of versions (100) or a \
+                         duration (7d, 24h, 30m, 90s)"
+                    ))
+                })?,
+            };
+            let database = resolve(context, target)?;
+            let (backend, location) = (database.backend(), database.location.clone());
+            let report = runtime::block_on(gc::collect(backend, location, keep))?;
+            serde_json::to_string(&report).map_err(|error| Error::Runtime(error.to_string()))
+        };
+        let text = run().map_err(failed)?;
+        api::result_text(context, text)
+    })
+}

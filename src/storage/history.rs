@@ -1,0 +1,575 @@
+//! The history of a database: opening a past version (by number or by time), listing the
+//! versions the store still has, and restoring an old version as a new commit.
+//!
+//! Every committed version stays readable until `s3vfs_gc` ([`super::gc`]) collects it: its
+//! commit record and its base checkpoint describe it completely (two GETs).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::format::ParsedRecord;
+use super::log::{self, snapshot_of, Transaction, MAX_IN_FLIGHT};
+use super::{BlockIndex, CommitRecord, Location, Snapshot, TxId, Version};
+use crate::backend::{run_bounded, Backend, ObjectInfo};
+use crate::error::{Error, Result};
+
+/// Which past version a read-only connection reads (`version=` or `as_of=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// Exactly this version.
+    Version(Version),
+    /// The newest version committed at or before this time (Unix milliseconds).
+    AsOf(u64),
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pin::Version(version) => write!(f, "version={}", version.0),
+            Pin::AsOf(time_ms) => write!(f, "as_of={}", format_time(*time_ms)),
+        }
+    }
+}
+
+/// One version as `s3vfs_versions()` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    /// Commit time, Unix milliseconds (never earlier than the previous version's).
+    pub time_ms: u64,
+    pub size: u64,
+    pub blocks_changed: u64,
+    pub txid: String,
+}
+
+/// Every commit record the store has, oldest first, with its LIST metadata.
+pub async fn list_records(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+) -> Result<Vec<(Version, ObjectInfo)>> {
+    let listed = backend.list(&location.log_prefix(), None).await?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|object| Some((location.version_of_log_key(&object.key)?, object)))
+        .collect())
+}
+
+/// The record of `version`, or `None` when the store does not have it.
+async fn find_record(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    version: Version,
+) -> Result<Option<ParsedRecord>> {
+    let key = location.log_key(version);
+    match backend.get(&key).await? {
+        Some(body) => {
+            let record = CommitRecord::decode(&key, &body)?;
+            if record.version != version {
+                return Err(Error::Corrupt {
+                    key,
+                    why: format!("names version {}", record.version.0),
+                });
+            }
+            Ok(Some(record))
+        }
+        None => Ok(None),
+    }
+}
+
+fn not_retained(location: &Location, asked: &str, listed: &[(Version, ObjectInfo)]) -> Error {
+    let range = match (listed.first(), listed.last()) {
+        (Some((oldest, _)), Some((newest, _))) => {
+            format!("the store has versions {} to {}", oldest.0, newest.0)
+        }
+        _ => "the store has no version".to_string(),
+    };
+    Error::NoSuchVersion(format!(
+        "{}: {asked} is not in the store ({range}; versions outside the retention window are \
+         deleted by s3vfs_gc)",
+        location.url()
+    ))
+}
+
+/// The snapshot of exactly `version`: its commit record and its base checkpoint (two GETs).
+pub async fn load_version(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    version: Version,
+) -> Result<Arc<Snapshot>> {
+    let Some(record) = find_record(&backend, &location, version).await? else {
+        let listed = list_records(&backend, &location).await?;
+        return Err(not_retained(
+            &location,
+            &format!("version {}", version.0),
+            &listed,
+        ));
+    };
+    let base_key = location.checkpoint_key(record.base_version, record.base_txid);
+    match snapshot_of(&backend, &location, record, None).await {
+        Ok(snapshot) => Ok(Arc::new(snapshot)),
+        // The record outlived its checkpoint only if the collector is deleting this version.
+        Err(Error::Corrupt { key, .. }) if key == base_key => Err(Error::Collected {
+            key,
+            version: Some(version),
+        }),
+        Err(error) => Err(error),
+    }
+}
+
+/// The newest version committed at or before `time_ms`: one LIST (a page per 1,000
+/// versions) and a binary search over commit times (log2 of the versions' count GETs).
+pub async fn version_as_of(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    time_ms: u64,
+) -> Result<Version> {
+    let (backend, location) = (&backend, &location);
+    let listed = list_records(backend, location).await?;
+    // Commit times never decrease with the version: find the first version after `time_ms`.
+    let (mut low, mut high) = (0usize, listed.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        let version = listed[middle].0;
+        let time = match find_record(backend, location, version).await? {
+            Some(record) => record.time_ms,
+            // Collected meanwhile: it is older than anything still listed after it.
+            None => 0,
+        };
+        if time <= time_ms {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    match low.checked_sub(1).map(|index| listed[index].0) {
+        Some(version) => Ok(version),
+        None => Err(not_retained(
+            location,
+            &format!("a version as of {}", format_time(time_ms)),
+            &listed,
+        )),
+    }
+}
+
+/// The snapshot `pin` names.
+pub async fn load_pinned(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    pin: Pin,
+) -> Result<Arc<Snapshot>> {
+    let version = match pin {
+        Pin::Version(version) => version,
+        Pin::AsOf(time_ms) => version_as_of(backend.clone(), location.clone(), time_ms).await?,
+    };
+    load_version(backend, location, version).await
+}
+
+/// Every version the store has, oldest first: one LIST and one GET per version.
+pub async fn list_versions(
+    backend: Arc<dyn Backend>,
+    location: Location,
+) -> Result<Vec<VersionInfo>> {
+    let listed = list_records(&backend, &location).await?;
+    let fetches: Vec<_> = listed
+        .iter()
+        .map(|(version, _)| {
+            let (backend, location, version) = (backend.clone(), location.clone(), *version);
+            async move { find_record(&backend, &location, version).await }
+        })
+        .collect();
+    let records = run_bounded(MAX_IN_FLIGHT, fetches).await?;
+    Ok(records
+        .into_iter()
+        .flatten()
+        .map(|record| VersionInfo {
+            version: record.version.0,
+            time_ms: record.time_ms,
+            size: record.size,
+            blocks_changed: record.blocks_written,
+            txid: record.txid.to_string(),
+        })
+        .collect())
+}
+
+/// Bytes 24..28 of a database file: SQLite's file change counter; 40..44: the schema cookie;
+/// 92..96: the version-valid-for number, which must equal the change counter.
+const CHANGE_COUNTER: usize = 24;
+const SCHEMA_COOKIE: usize = 40;
+const VERSION_VALID_FOR: usize = 92;
+
+fn read_u32(block: &[u8], at: usize) -> Option<u32> {
+    block
+        .get(at..at + 4)
+        .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+/// Commits, on top of `parent` (the newest version, found by a freshness check that started
+/// at `checked`), a new version whose content is that of `old`.
+///
+/// Blocks the two versions share are referenced, as any commit references its parent's
+/// blocks; every other block of `old` is copied (GET and PUT) under the new transaction, so
+/// the new version never depends on an object only `old` references, which the collector may
+/// delete at any time once `old` leaves the retention window. SQLite's change counter and
+/// schema cookie continue from `parent`'s, so that no connection mistakes the restored file
+/// for a version whose pages or schema it has cached.
+pub async fn restore(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    parent: Arc<Snapshot>,
+    checked: Instant,
+    old: Arc<Snapshot>,
+) -> Result<Arc<Snapshot>> {
+    if old.block_size != parent.block_size {
+        return Err(Error::Format(format!(
+            "{}: version {} has block size {}, the database {}: it cannot be restored",
+            location.url(),
+            old.version.0,
+            old.block_size.bytes(),
+            parent.block_size.bytes()
+        )));
+    }
+    let count = old.block_count();
+    let shared = |index: BlockIndex| {
+        old.block_txid(index) == parent.block_txid(index)
+            && old.block_len(index) == parent.block_len(index)
+    };
+    let mut copy: BTreeSet<BlockIndex> = (0..count)
+        .map(BlockIndex)
+        .filter(|index| !shared(*index))
+        .collect();
+    if count > 0 {
+        // Block 0 carries the header, rewritten below.
+        copy.insert(BlockIndex(0));
+    }
+    let fetches: Vec<_> = copy
+        .iter()
+        .map(|index| {
+            let (backend, location) = (backend.clone(), location.clone());
+            let (index, txid, len) = (
+                *index,
+                old.block_txid(*index).unwrap_or(TxId(0)),
+                old.block_len(*index),
+            );
+            let version = old.version;
+            async move {
+                let key = location.block_key(index, txid);
+                let data = backend.get(&key).await?.ok_or_else(|| Error::Collected {
+                    key: key.clone(),
+                    version: Some(version),
+                })?;
+                if data.len() as u64 != len {
+                    return Err(Error::Corrupt {
+                        key,
+                        why: format!("{} bytes, expected {len}", data.len()),
+                    });
+                }
+                Ok::<(BlockIndex, Bytes), Error>((index, data))
+            }
+        })
+        .collect();
+    let mut upload = run_bounded(MAX_IN_FLIGHT, fetches).await?;
+    let parent_header = match parent.block_txid(BlockIndex(0)) {
+        Some(txid) => {
+            backend
+                .get(&location.block_key(BlockIndex(0), txid))
+                .await?
+        }
+        None => None,
+    };
+    if let (Some((_, first)), Some(parent_header)) = (upload.first_mut(), parent_header) {
+        let mut header = first.to_vec();
+        if let (Some(counter), Some(cookie), true) = (
+            read_u32(&parent_header, CHANGE_COUNTER),
+            read_u32(&parent_header, SCHEMA_COOKIE),
+            header.len() >= 100,
+        ) {
+            let counter = counter.wrapping_add(1).to_be_bytes();
+            header[CHANGE_COUNTER..CHANGE_COUNTER + 4].copy_from_slice(&counter);
+            header[VERSION_VALID_FOR..VERSION_VALID_FOR + 4].copy_from_slice(&counter);
+            let cookie = cookie.wrapping_add(1).to_be_bytes();
+            header[SCHEMA_COOKIE..SCHEMA_COOKIE + 4].copy_from_slice(&cookie);
+            *first = Bytes::from(header);
+        }
+    }
+    let transaction = Transaction {
+        parent,
+        txid: TxId::random(),
+        size: old.size,
+        upload,
+        uploaded: BTreeSet::new(),
+        checked,
+        first_upload: None,
+    };
+    log::commit(backend, location, transaction).await
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `2026-11-21T10:00:00.000Z` for Unix milliseconds.
+pub fn format_time(time_ms: u64) -> String {
+    let seconds = (time_ms / 1000) as i64;
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let in_day = seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60,
+        time_ms % 1000
+    )
+}
+
+/// Parses a point in time: ISO-8601 UTC (`2026-11-21T10:00:00Z`, with optional fractional
+/// seconds, `T` or a space, and `Z` optional) or a Unix time as a plain integer, taken as
+/// milliseconds when it has more than 11 digits and as seconds otherwise.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        let number: u64 = text.parse().ok()?;
+        return if text.len() > 11 {
+            Some(number)
+        } else {
+            number.checked_mul(1000)
+        };
+    }
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: u32 = date_parts.next()?.parse().ok()?;
+    let day: u32 = date_parts.next()?.parse().ok()?;
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut clock_parts = clock.splitn(3, ':');
+    let hour: i64 = clock_parts.next()?.parse().ok()?;
+    let minute: i64 = clock_parts.next()?.parse().ok()?;
+    let second: i64 = clock_parts.next().unwrap_or("0").parse().ok()?;
+    let valid = (1970..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 61
+        && fraction.chars().all(|c| c.is_ascii_digit())
+        && date.len() == 10;
+    if !valid {
+        return None;
+    }
+    let millis: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    u64::try_from(seconds)
+        .ok()?
+        .checked_mul(1000)?
+        .checked_add(millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::runtime::block_on;
+    use crate::storage::BlockSize;
+
+    fn location() -> Location {
+        Location {
+            bucket: "memory".into(),
+            prefix: "db".into(),
+        }
+    }
+
+    /// Commits `fills.len()` versions of a 3-block file; version `i + 1` has block 1 filled
+    /// with `fills[i]`.
+    fn history(backend: &Arc<dyn Backend>, fills: &[u8]) -> Vec<Arc<Snapshot>> {
+        let mut parent = Arc::new(Snapshot::empty(BlockSize::new(512).expect("valid")));
+        let mut snapshots = Vec::new();
+        for (round, fill) in fills.iter().enumerate() {
+            let mut upload = vec![(BlockIndex(1), Bytes::from(vec![*fill; 512]))];
+            if round == 0 {
+                upload.push((BlockIndex(0), Bytes::from(vec![0u8; 512])));
+                upload.push((BlockIndex(2), Bytes::from(vec![2u8; 100])));
+            }
+            let transaction = Transaction {
+                parent: parent.clone(),
+                txid: TxId::random(),
+                size: 1124,
+                upload,
+                uploaded: BTreeSet::new(),
+                checked: Instant::now(),
+                first_upload: None,
+            };
+            parent =
+                block_on(log::commit(backend.clone(), location(), transaction)).expect("commits");
+            snapshots.push(parent.clone());
+        }
+        snapshots
+    }
+
+    #[test]
+    fn every_version_loads_exactly_as_committed() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let fills: Vec<u8> = (1..=250).map(|i| i as u8).collect();
+        let snapshots = history(&backend, &fills);
+        for committed in &snapshots {
+            let loaded = block_on(load_version(backend.clone(), location(), committed.version))
+                .expect("loads");
+            assert_eq!(loaded.full_map(), committed.full_map());
+            assert_eq!(loaded.size, committed.size);
+        }
+        let error = block_on(load_version(backend.clone(), location(), Version(999)))
+            .expect_err("no such version");
+        assert!(error.to_string().contains("versions 1 to 250"), "{error}");
+    }
+
+    #[test]
+    fn as_of_finds_the_newest_version_at_or_before_a_time() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let snapshots = history(&backend, &[1, 2, 3, 4, 5, 6, 7]);
+        for snapshot in &snapshots {
+            let found = block_on(version_as_of(backend.clone(), location(), snapshot.time_ms))
+                .expect("found");
+            // Several versions may share a millisecond: the newest of them is found.
+            let newest_at_time = snapshots
+                .iter()
+                .filter(|other| other.time_ms <= snapshot.time_ms)
+                .map(|other| other.version)
+                .max();
+            assert_eq!(Some(found), newest_at_time);
+        }
+        let before = snapshots[0].time_ms - 1;
+        assert!(block_on(version_as_of(backend.clone(), location(), before)).is_err());
+        let listed = block_on(list_versions(backend, location())).expect("lists");
+        assert_eq!(listed.len(), 7);
+        assert!(listed
+            .windows(2)
+            .all(|pair| pair[0].time_ms <= pair[1].time_ms));
+        assert_eq!(listed[0].blocks_changed, 3);
+        assert_eq!(listed[1].blocks_changed, 1);
+    }
+
+    #[test]
+    fn restore_commits_the_old_content_as_a_new_version() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let snapshots = history(&backend, &[1, 2, 3]);
+        let old = snapshots[0].clone();
+        let restored = block_on(restore(
+            backend.clone(),
+            location(),
+            snapshots[2].clone(),
+            Instant::now(),
+            old.clone(),
+        ))
+        .expect("restores");
+        assert_eq!(restored.version, Version(4));
+        // Block 1 differed: copied under the new transaction. Block 2 is shared.
+        assert_eq!(restored.block_txid(BlockIndex(1)), Some(restored.txid));
+        assert_eq!(
+            restored.block_txid(BlockIndex(2)),
+            old.block_txid(BlockIndex(2))
+        );
+        let block = memory
+            .object(&location().block_key(BlockIndex(1), restored.txid))
+            .expect("copied");
+        assert_eq!(block, Bytes::from(vec![1u8; 512]));
+        // History is intact.
+        let third = block_on(load_version(backend, location(), Version(3))).expect("loads");
+        assert_eq!(third.full_map(), snapshots[2].full_map());
+    }
+
+    #[test]
+    fn opening_any_version_of_a_10000_commit_history_costs_a_few_requests() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let fills: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let snapshots = history(&backend, &fills);
+        let metered = |metrics: &Arc<Metrics>| -> Arc<dyn Backend> {
+            Arc::new(MeteredBackend::new(backend.clone(), vec![metrics.clone()]))
+        };
+
+        let latest = Arc::new(Metrics::default());
+        let loaded = block_on(log::load_latest(metered(&latest), location(), None))
+            .expect("loads")
+            .expect("exists");
+        assert_eq!(loaded.version, Version(10_000));
+        // head, LIST (from the head on), the newest record, its checkpoint.
+        assert_eq!(latest.snapshot().requests(), 4, "{:?}", latest.snapshot());
+
+        let pinned = Arc::new(Metrics::default());
+        let old =
+            block_on(load_version(metered(&pinned), location(), Version(4321))).expect("loads");
+        assert_eq!(old.full_map(), snapshots[4320].full_map());
+        // The record and its checkpoint.
+        assert_eq!(pinned.snapshot().requests(), 2, "{:?}", pinned.snapshot());
+
+        let as_of = Arc::new(Metrics::default());
+        let time = snapshots[6000].time_ms;
+        let version = block_on(load_pinned(metered(&as_of), location(), Pin::AsOf(time)))
+            .expect("loads")
+            .version;
+        assert_eq!(snapshots[version.0 as usize - 1].time_ms, time);
+        assert!(snapshots
+            .get(version.0 as usize)
+            .is_none_or(|next| next.time_ms > time));
+        // One LIST (10 pages of 1,000 keys on S3), a binary search of at most 14 GETs, 2 GETs.
+        let counts = as_of.snapshot();
+        assert_eq!(counts.list, 1, "{counts:?}");
+        assert!(counts.get <= 16, "{counts:?}");
+        eprintln!(
+            "10,000 commits: open newest {} requests; version= {} requests; as_of= {} LIST + {} GETs",
+            latest.snapshot().requests(),
+            pinned.snapshot().requests(),
+            counts.list,
+            counts.get
+        );
+    }
+
+    #[test]
+    fn times_parse_and_format() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("2026-11-21T10:00:00Z"), Some(1_795_255_200_000));
+        assert_eq!(
+            parse_time("2026-11-21 10:00:00.25"),
+            Some(1_795_255_200_250)
+        );
+        assert_eq!(parse_time("2026-11-21"), Some(1_795_219_200_000));
+        assert_eq!(parse_time("1795255200"), Some(1_795_255_200_000));
+        assert_eq!(parse_time("1795255200123"), Some(1_795_255_200_123));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
+        assert_eq!(format_time(1_795_255_200_250), "2026-11-21T10:00:00.250Z");
+        for time in [0u64, 951_782_400_000, 1_795_255_200_999, 4_102_444_800_000] {
+            assert_eq!(parse_time(&format_time(time)), Some(time));
+        }
+    }
+}
