@@ -3,6 +3,7 @@ boto3), both directions, on the local S3 server, for page_size:block_size 4096:4
 1024:4096 and 65536:65536; and crash recovery across the two.
 """
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from layout_util import (
     s3vfs_connect,
     value,
 )
-from s3vfs_util import HERE, integrity, stats, unique_name, worker_env
+from s3vfs_util import HERE, connect, integrity, stats, unique_name, worker_env
 
 SIZE_IDS = [f"{page}:{block}" for page, block in SIZES]
 
@@ -173,3 +174,41 @@ def test_journal_modes_without_a_stored_journal_are_refused():
         conn.execute("INSERT INTO t(v) VALUES(?)", (mode,))
         assert integrity(conn) == ["ok"]
     assert [r[0] for r in conn.execute("SELECT v FROM t")] == ["truncate", "persist", "delete"]
+
+
+def bucket_uri(name, **params):
+    query = "&".join(f"{key}={value}" for key, value in {"bucket": os.environ["S3VFS_BUCKET"], **params}.items())
+    return f"file:{name}?{query}"
+
+
+@pytest.mark.parametrize("page_size,block_size", SIZES, ids=SIZE_IDS)
+def test_migration_to_the_versioned_layout_and_back_out(page_size, block_size):
+    # The package writes a database; s3vfs_copy makes it a versioned one, byte for byte.
+    python_name = unique_name("migrate-from")
+    conn = package_connect(python_name, block_size)
+    expected = create(conn, page_size, count=120)
+    conn.close()
+    native_name = unique_name("migrate-native")
+    functions = connect(unique_name("migrate-functions"))
+    legacy = bucket_uri(python_name, layout="sqlite-s3vfs", block_size=block_size)
+    size = functions.execute("SELECT s3vfs_copy(?, ?)", (legacy, bucket_uri(native_name))).fetchone()[0]
+    assert size == sum(obj.size for obj in bucket().objects.filter(Prefix=python_name + "/"))
+    assert functions.execute("SELECT s3vfs_serialize(?) = s3vfs_serialize(?)",
+                             (legacy, bucket_uri(native_name))).fetchone()[0] == 1
+
+    # The versioned database is a normal s3vfs database now: history, atomic commits.
+    native = connect(native_name)
+    check(native, expected)
+    native.execute("DELETE FROM t WHERE id > 60")
+    expected = {k: v for k, v in expected.items() if k <= 60}
+    assert stats(native)["version"] == 2
+
+    # ... and back out to a new name the package reads, after a VACUUM.
+    native.execute("VACUUM")
+    out_name = unique_name("migrate-out")
+    native.execute("SELECT s3vfs_copy('main', ?)",
+                   (bucket_uri(out_name, layout="sqlite-s3vfs", block_size=block_size),)).fetchall()
+    native.close()
+    reader = package_connect(out_name, block_size)
+    assert reader.execute("PRAGMA page_size").fetchone()[0] == page_size
+    check(reader, expected)
