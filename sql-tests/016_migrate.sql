@@ -24,3 +24,8 @@ SELECT s3vfs_serialize('file:t016_native.db?bucket=@BUCKET@&version=1', '@TMP@/v
 SELECT count(*) FROM notes;
 -- A past version is read-only as a target.
 SELECT s3vfs_deserialize('file:t016_native.db?bucket=@BUCKET@&version=1', '@TMP@/v1.db', 'replace');
+-- A connection opened at a past version exports that version.
+.open 'file:t016_native.db?vfs=s3vfs&version=1'
+SELECT s3vfs_serialize('main', '@TMP@/v1-again.db') > 0 AS exported;
+SELECT readfile('@TMP@/v1-again.db') = readfile('@TMP@/v1.db') AS same_version;
+SELECT s3vfs_deserialize('main', '@TMP@/v1.db', 'replace');

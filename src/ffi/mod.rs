@@ -17,6 +17,7 @@ use std::sync::Arc;
 use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
 
 use crate::error::{code, Error, Operation, Result};
+use crate::storage::Snapshot;
 use crate::vfs::Database;
 
 /// The API table of the SQLite library that loaded s3vfs; set by the entry point.
@@ -95,21 +96,25 @@ fn sqlite_string(text: &str) -> *mut c_char {
     }
 }
 
+/// An s3vfs database a connection has open, with the past version it reads if it was opened
+/// at one (`version=`, `as_of=`).
+pub(crate) type Opened = (Arc<Database>, Option<Arc<Snapshot>>);
+
 /// The s3vfs database behind schema `schema` of connection `db`, if it is one.
-pub(crate) fn database_of(db: *mut sqlite3, schema: &str) -> Option<Arc<Database>> {
+pub(crate) fn database_of(db: *mut sqlite3, schema: &str) -> Option<Opened> {
     let api = api()?;
     let file_control = api.file_control?;
     let schema = CString::new(schema).ok()?;
-    let mut found: Option<Arc<Database>> = None;
+    let mut found: Option<Opened> = None;
     // SAFETY: `db` is the connection SQLite passed to the calling SQL function; the opcode is
-    // s3vfs's own, answered only by s3vfs's xFileControl, which writes an
-    // `Option<Arc<Database>>` through the pointer.
+    // s3vfs's own, answered only by s3vfs's xFileControl, which writes an `Option<Opened>`
+    // through the pointer.
     let result = unsafe {
         file_control(
             db,
             schema.as_ptr(),
             vfs::FCNTL_S3VFS_DATABASE,
-            (&mut found as *mut Option<Arc<Database>>).cast(),
+            (&mut found as *mut Option<Opened>).cast(),
         )
     };
     (result == code::OK).then_some(found).flatten()

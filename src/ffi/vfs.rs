@@ -592,9 +592,10 @@ unsafe extern "C" fn x_file_control(
         }
         FCNTL_S3VFS_DATABASE => {
             // SAFETY: only `ffi::database_of` sends this opcode, with this argument type.
-            let slot = unsafe { &mut *argument.cast::<Option<Arc<Database>>>() };
+            let slot = unsafe { &mut *argument.cast::<Option<super::Opened>>() };
             // SAFETY: a main database file opened by x_open.
-            *slot = Some(unsafe { db_file(file) }.database().clone());
+            let handle = unsafe { db_file(file) };
+            *slot = Some((handle.database().clone(), handle.past_version()));
             Ok(code::OK)
         }
         _ => Ok(code::NOTFOUND),

@@ -18,6 +18,7 @@ use crate::backend::metered::process_metrics;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::history::Pin;
+use crate::storage::Snapshot;
 use crate::vfs::Database;
 
 /// The names of every SQL function s3vfs defines.
@@ -33,21 +34,29 @@ pub const FUNCTIONS: &[&str] = &[
     "s3vfs_gc",
 ];
 
+/// A past version a database was named at.
+pub(crate) enum Past {
+    /// A URI's `version=` or `as_of=`, still to be looked up.
+    Pin(Pin),
+    /// The version a connection opened at a past version reads.
+    Snapshot(Arc<Snapshot>),
+}
+
 /// The s3vfs database `name` designates for connection `db` — a schema of the connection
-/// (`main`, an ATTACHed name) or a URI `file:NAME?bucket=...` — and, for a URI with
-/// `version=` or `as_of=`, the past version it names.
-pub(crate) fn resolve(db: *mut sqlite3, name: &str) -> Result<(Arc<Database>, Option<Pin>)> {
+/// (`main`, an ATTACHed name) or a URI `file:NAME?bucket=...` — and the past version it names,
+/// if any: a URI's `version=` or `as_of=`, or the version a schema was opened at.
+pub(crate) fn resolve(db: *mut sqlite3, name: &str) -> Result<(Arc<Database>, Option<Past>)> {
     if name.starts_with("file:") {
         let config = Config::from_uri(name, |variable| std::env::var(variable).ok())?;
-        return Ok((Database::open(&config)?, config.pin));
+        return Ok((Database::open(&config)?, config.pin.map(Past::Pin)));
     }
-    let database = crate::ffi::database_of(db, name).ok_or_else(|| {
+    let (database, past) = crate::ffi::database_of(db, name).ok_or_else(|| {
         Error::Invalid(format!(
             "'{name}' is not an s3vfs database of this connection: name a schema opened with \
              vfs=s3vfs ('main' or an ATTACHed name) or a URI such as 'file:shop.db?bucket=BUCKET'"
         ))
     })?;
-    Ok((database, None))
+    Ok((database, past.map(Past::Snapshot)))
 }
 
 /// As [`resolve`], for a database to change or collect: a past version is refused.
@@ -89,7 +98,7 @@ fn stats(
             None => "main",
         };
         let db = api::context_db_handle(context);
-        let database = crate::ffi::database_of(db, schema).map(|database| database.stats());
+        let database = crate::ffi::database_of(db, schema).map(|(database, _)| database.stats());
         let process = process_metrics().snapshot();
         let report = json!({
             "version": database.as_ref().map(|stats| stats.version),

@@ -15,7 +15,7 @@ use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
-use super::{guarded, resolve, resolve_current};
+use super::{guarded, resolve, resolve_current, Past};
 use crate::config::Layout;
 use crate::error::{Error, Operation, Result};
 use crate::storage::Snapshot;
@@ -33,7 +33,8 @@ fn resolve_source(
         return Ok((database, None));
     }
     let snapshot = match pin {
-        Some(pin) => database.pinned_snapshot(pin)?,
+        Some(Past::Pin(pin)) => database.pinned_snapshot(pin)?,
+        Some(Past::Snapshot(snapshot)) => snapshot,
         None => database.refresh(Duration::ZERO)?,
     };
     if snapshot.version.0 == 0 {

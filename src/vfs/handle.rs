@@ -9,7 +9,7 @@ use super::lock::{Busy, LockLevel};
 use super::Database;
 use crate::error::Result;
 use crate::legacy::file::LegacyFile;
-use crate::storage::ByteOffset;
+use crate::storage::{ByteOffset, Snapshot};
 
 pub enum Handle {
     Versioned(DbFile),
@@ -21,6 +21,14 @@ impl Handle {
         match self {
             Handle::Versioned(file) => file.database(),
             Handle::Legacy(file) => file.database(),
+        }
+    }
+
+    /// The past version this connection was opened at (`version=`, `as_of=`), if any.
+    pub fn past_version(&self) -> Option<Arc<Snapshot>> {
+        match self {
+            Handle::Versioned(file) if file.read_only().is_some() => Some(file.snapshot().clone()),
+            _ => None,
         }
     }
 
