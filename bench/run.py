@@ -218,13 +218,17 @@ def versions(lib):
         loader.close()
     except apsw.Error:
         pass
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        found["s3vfs"] = f"{found.get('s3vfs', '?')} ({commit}, {Path(lib).parent.name} build)"
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    lib = Path(lib).resolve()
+    if lib.is_relative_to(REPO / "target"):
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            found["s3vfs"] = f"{found.get('s3vfs', '?')} ({commit}, {lib.parent.name} build)"
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    else:
+        found["s3vfs"] = f"{found.get('s3vfs', '?')} ({os.environ.get('BENCH_LIB_SOURCE') or lib})"
     return found
 
 
@@ -371,8 +375,10 @@ def main():
                 try:
                     for workload in workloads:
                         needed = NEEDS.get(workload)
-                        if needed in workloads and results.get((system, needed), {}).get("status") != "ok":
-                            results[(system, workload)] = {"status": "skipped"}
+                        needed_status = results.get((system, needed), {}).get("status")
+                        if needed in workloads and needed_status != "ok":
+                            unavailable = needed_status == "unavailable"
+                            results[(system, workload)] = {"status": "unavailable" if unavailable else "skipped"}
                             continue
                         spec = {
                             "system": system,
