@@ -3,12 +3,17 @@
 #   make test   every test: Rust unit and integration tests, sql-tests, Python tests, bindings
 #   make test-bindings   a write-then-reopen round trip from each binding the README shows
 #   make lint   rustfmt and clippy
+#   make bench        release build; s3vfs, sqlite-s3vfs and a local file behind a latency proxy
+#                     (bench/run.py); writes bench/RESULTS.md. QUICK=1 (or make bench-quick):
+#                     small sizes, bench/RESULTS-quick.md. BENCH_ARGS: more options of run.py.
 
 UNAME := $(shell uname -s)
 EXT := $(if $(filter Darwin,$(UNAME)),dylib,so)
 LIB := target/debug/libs3vfs.$(EXT)
 SERVER := bash scripts/s3-server.sh
 WITH_SERVER := eval "$$($(SERVER) env)" && export S3VFS_LIB=$(CURDIR)/$(LIB) &&
+RELEASE_LIB := target/release/libs3vfs.$(EXT)
+PYTHON ?= python3
 
 # tests/node's better-sqlite3, built from source with URI filenames on (its bundled SQLite has
 # them off, which would ignore `vfs=s3vfs`). node-gyp takes the headers of the node that runs
@@ -17,12 +22,15 @@ NODE_MODULES := tests/node/node_modules/.package-lock.json
 NODE_PREFIX = $(shell node -p 'require("path").resolve(process.execPath, "../..")')
 NODE_HEADERS = $(if $(npm_config_nodedir),,$(if $(wildcard $(NODE_PREFIX)/include/node/node_version.h),npm_config_nodedir=$(NODE_PREFIX)))
 
-.PHONY: all build demo server stop test test-rust test-sql test-python test-bindings node-deps lint clean
+.PHONY: all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps lint bench bench-quick bench-deps clean
 
 all: build
 
 build:
 	cargo build --lib
+
+build-release:
+	cargo build --release --lib
 
 server:
 	$(SERVER) install
@@ -60,6 +68,18 @@ node-deps: $(NODE_MODULES)
 
 $(NODE_MODULES): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && $(NODE_HEADERS) JOBS=max CFLAGS=-DSQLITE_USE_URI=1 npm ci --build-from-source --no-audit --no-fund
+
+bench-deps:
+	$(PYTHON) -c 'import apsw, boto3, sqlite_s3vfs' 2>/dev/null || $(PYTHON) -m pip install -q apsw boto3 sqlite-s3vfs
+
+# The proxy (bench/proxy.py) is started and stopped by bench/run.py; BENCH_PROXY_PORT picks
+# its port (default: any free one), S3VFS_TEST_PORT the local S3 server's.
+bench: build-release server bench-deps
+	eval "$$($(SERVER) env)" && BENCH_COMMAND="make bench$(if $(QUICK), QUICK=1)" \
+	  $(PYTHON) bench/run.py --lib $(CURDIR)/$(RELEASE_LIB) $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+bench-quick:
+	$(MAKE) bench QUICK=1
 
 clean:
 	cargo clean

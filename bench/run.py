@@ -1,0 +1,466 @@
+"""s3vfs benchmarks: the same workloads on three systems, behind a latency-injecting proxy.
+
+    python3 bench/run.py [--quick] [--latency 20:5 --latency 0:0] [--out bench/RESULTS.md]
+
+Needs the local S3 server's settings in the environment (`eval "$(scripts/s3-server.sh env)"`:
+AWS_ENDPOINT_URL and the keys) and the built library (--lib, default
+target/release/libs3vfs.so). `make bench` and `make bench-quick` do all of that.
+
+For each latency setting (LATENCY:JITTER in ms; default 20:5, a real region, and 0:0) the proxy
+(bench/proxy.py) delays every request and counts it; each system gets a fresh bucket, and every
+(system, workload) cell runs in its own child process (bench/cell.py), so the peak RSS is the
+cell's and a cold cache is a new process. The wall time covers the workload only, opening the
+connection included (warm lookups excepted: they run after the same lookups in the same
+connection); setup such as creating the table for the single-insert transactions is untimed.
+Lookups, scan and CREATE INDEX use the table the large insert made, serialize the database
+deserialize made. One table per latency setting is printed and written to --out.
+
+Exit status: 1 if a cell failed (a query error, a wrong result, a crash), else 0. A cell that
+runs past --cell-timeout is reported as such and is not a failure; nor is any time.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import apsw
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SYSTEMS = ("s3vfs", "sqlite-s3vfs", "local")
+SYSTEM_LABELS = {"s3vfs": "s3vfs", "sqlite-s3vfs": "sqlite-s3vfs (PyPI)", "local": "local file"}
+WORKLOADS = (
+    "insert_small",
+    "insert_big",
+    "txns",
+    "lookup_cold",
+    "lookup_warm",
+    "scan",
+    "index",
+    "deserialize",
+    "serialize",
+)
+NEEDS = {  # a workload runs only if the one that made its database succeeded
+    "lookup_cold": "insert_big",
+    "lookup_warm": "insert_big",
+    "scan": "insert_big",
+    "index": "insert_big",
+    "serialize": "deserialize",
+}
+DATABASE = {
+    "insert_small": "small.db",
+    "insert_big": "big.db",
+    "txns": "txns.db",
+    "lookup_cold": "big.db",
+    "lookup_warm": "big.db",
+    "scan": "big.db",
+    "index": "big.db",
+    "deserialize": "image.db",
+    "serialize": "image.db",
+}
+SIZES = {
+    "full": {"small_rows": 10_000, "big_rows": 100_000, "txns": 200, "lookups": 1000, "image_mb": 100},
+    # Sized so that the slowest system (sqlite-s3vfs, several sequential requests per
+    # statement) keeps the whole run near a minute and a half at 20 ms.
+    "quick": {"small_rows": 1000, "big_rows": 3000, "txns": 10, "lookups": 50, "image_mb": 1},
+}
+KIND_COLUMNS = (
+    ("get", "GET"),
+    ("head", "HEAD"),
+    ("list", "LIST"),
+    ("put", "PUT"),
+    ("put_if_absent", "PUT if-none-match"),
+    ("delete", "DELETE"),
+    ("other", "other"),
+)
+
+
+def count(n):
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def workload_label(workload, sizes):
+    return {
+        "insert_small": f"insert {count(sizes['small_rows'])} rows, 1 txn",
+        "insert_big": f"insert {count(sizes['big_rows'])} rows, 1 txn",
+        "txns": f"{sizes['txns']} txns of 1 insert",
+        "lookup_cold": f"{sizes['lookups']:,} lookups by rowid, cold",
+        "lookup_warm": f"{sizes['lookups']:,} lookups by rowid, warm",
+        "scan": f"full scan, COUNT and SUM ({count(sizes['big_rows'])} rows)",
+        "index": f"CREATE INDEX ({count(sizes['big_rows'])} rows)",
+        "deserialize": f"deserialize {sizes['image_mb']} MB",
+        "serialize": f"serialize {sizes['image_mb']} MB",
+    }[workload]
+
+
+def seconds(value):
+    if value < 1:
+        return f"{value * 1000:.1f} ms" if value < 0.1 else f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
+
+
+def size(value):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value} B"
+
+
+class Proxy:
+    """bench/proxy.py as a child process."""
+
+    def __init__(self, upstream, port):
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "proxy.py"), "--upstream", upstream, "--port", str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"the proxy did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[-1])}"
+
+    def configure(self, latency_ms, jitter_ms):
+        request = urllib.request.Request(
+            f"{self.url}/__config?latency_ms={latency_ms}&jitter_ms={jitter_ms}", method="POST", data=b""
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Buckets:
+    """Creates and empties benchmark buckets directly at the server (not through the proxy)."""
+
+    def __init__(self, upstream):
+        import boto3
+        from botocore.config import Config
+
+        self.client = boto3.client("s3", endpoint_url=upstream, config=Config(s3={"addressing_style": "path"}))
+
+    def create(self, name):
+        self.client.create_bucket(Bucket=name)
+
+    def remove(self, name):
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=name):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        self.client.delete_bucket(Bucket=name)
+
+
+def make_image(path, megabytes):
+    """A plain SQLite file of about `megabytes` MB (page size 4096) for (de)serialize."""
+    conn = apsw.Connection(str(path))
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, v BLOB NOT NULL)")
+    rows = megabytes * 1_000_000 // 1040
+    conn.execute(
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?) "
+        "INSERT INTO t SELECT i, abs(random()), randomblob(1000) FROM c",
+        (rows,),
+    )
+    conn.close()
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or cpu
+    memory = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f", {int(line.split()[1]) / 1024 / 1024:.1f} GiB RAM"
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
+
+
+def versions(lib):
+    found = {"Python": platform.python_version(), "SQLite (apsw)": apsw.sqlite_lib_version(), "apsw": apsw.apsw_version()}
+    for package, label in (("sqlite_s3vfs", "sqlite-s3vfs"), ("moto", "moto"), ("boto3", "boto3")):
+        try:
+            from importlib.metadata import version
+
+            found[label] = version(package.replace("_", "-"))
+        except Exception:  # noqa: BLE001 - a version we cannot read is just not shown
+            pass
+    try:
+        loader = apsw.Connection(":memory:")
+        loader.enable_load_extension(True)
+        loader.load_extension(str(lib))
+        found["s3vfs"] = loader.execute("SELECT s3vfs_version()").fetchall()[0][0].split()[-1]
+        loader.close()
+    except apsw.Error:
+        pass
+    lib = Path(lib).resolve()
+    if lib.is_relative_to(REPO / "target"):
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            found["s3vfs"] = f"{found.get('s3vfs', '?')} ({commit}, {lib.parent.name} build)"
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    else:
+        found["s3vfs"] = f"{found.get('s3vfs', '?')} ({os.environ.get('BENCH_LIB_SOURCE') or lib})"
+    return found
+
+
+def run_cell(spec, timeout):
+    started = time.monotonic()
+    try:
+        process = subprocess.run(
+            [sys.executable, str(HERE / "cell.py"), json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "elapsed": time.monotonic() - started}
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        return {"status": "failed", "stderr": process.stderr[-3000:], "returncode": process.returncode}
+    result = json.loads(lines[-1])
+    result["status"] = "unavailable" if "unavailable" in result else "ok"
+    return result
+
+
+def cell_text(result):
+    return {"timeout": "timeout", "failed": "FAILED", "unavailable": "n/a", "skipped": "skipped"}.get(
+        result["status"]
+    )
+
+
+def table(setting, sizes, results, timeout):
+    latency, jitter = setting
+    header = ["workload", "system", "wall", "× s3vfs"] + [label for _, label in KIND_COLUMNS]
+    header += ["requests", "up", "down", "peak RSS"]
+    lines = [
+        f"### {latency:g} ms ± {jitter:g} per request" if jitter else f"### {latency:g} ms per request",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|",
+    ]
+    for workload in WORKLOADS:
+        reference = results.get(("s3vfs", workload), {})
+        for system in SYSTEMS:
+            result = results.get((system, workload))
+            if result is None:
+                continue
+            cells = [workload_label(workload, sizes), SYSTEM_LABELS[system]]
+            text = cell_text(result)
+            if text is not None:
+                if result["status"] == "timeout":
+                    text = f"> {seconds(timeout)} (timeout)"
+                cells += [text] + [""] * (len(header) - 3)
+                lines.append("| " + " | ".join(cells) + " |")
+                continue
+            cells.append(seconds(result["wall"]))
+            if reference.get("status") == "ok" and reference["wall"] > 0:
+                cells.append(f"{result['wall'] / reference['wall']:.3g}")
+            else:
+                cells.append("–")
+            proxy = result.get("proxy")
+            if proxy is None:
+                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–"]
+            else:
+                cells += [str(proxy["requests"][kind]) for kind, _ in KIND_COLUMNS]
+                cells += [str(sum(proxy["requests"].values())), size(proxy["bytes_up"]), size(proxy["bytes_down"])]
+            cells.append(size(result["max_rss_kib"] * 1024))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def headline(settings, systems, sizes, all_results):
+    """Wall times side by side, one column per (system, latency) - the table for the README."""
+    columns = [(system, setting) for setting in settings for system in systems]
+    names = [f"{SYSTEM_LABELS[s]} @ {lat:g} ms" for s, (lat, _) in columns]
+    lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---:|" * len(columns)]
+    for workload in WORKLOADS:
+        cells = []
+        for system, setting in columns:
+            result = all_results[setting].get((system, workload), {"status": "skipped"})
+            text = cell_text(result)
+            if text is None:
+                proxy = result.get("proxy")
+                requests = f" ({sum(proxy['requests'].values()):,} req)" if proxy else ""
+                text = seconds(result["wall"]) + requests
+            cells.append(text)
+        lines.append(f"| {workload_label(workload, sizes)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_setting(text):
+    latency, _, jitter = text.partition(":")
+    return float(latency), float(jitter or 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--latency", action="append", type=parse_setting, metavar="MS:JITTER",
+                        help="per-request delay and jitter in ms (repeatable; default 20:5 and 0:0)")
+    parser.add_argument("--lib", default=str(REPO / "target" / "release" / "libs3vfs.so"))
+    parser.add_argument("--out", help="the Markdown file to write (default bench/RESULTS.md, "
+                        "bench/RESULTS-quick.md with --quick)")
+    parser.add_argument("--proxy-port", type=int, default=int(os.environ.get("BENCH_PROXY_PORT", "0")))
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
+    parser.add_argument("--cell-timeout", type=float, help="seconds per cell (default 120 quick, 2400 full)")
+    args = parser.parse_args()
+
+    mode = "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    settings = args.latency or [(20.0, 5.0), (0.0, 0.0)]
+    timeout = args.cell_timeout or (120 if args.quick else 2400)
+    out = Path(args.out) if args.out else HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    systems = [s for s in SYSTEMS if s in args.systems.split(",")]
+    workloads = [w for w in WORKLOADS if w in args.workloads.split(",")]
+    upstream = os.environ.get("AWS_ENDPOINT_URL")
+    if not upstream or not os.environ.get("AWS_ACCESS_KEY_ID"):
+        sys.exit('bench: start the local S3 server and export its settings: eval "$(scripts/s3-server.sh env)"')
+    if "s3vfs" in systems and not os.path.isfile(args.lib):
+        sys.exit(f"bench: {args.lib} does not exist; build it (cargo build --release --lib) or pass --lib")
+    command = os.environ.get("BENCH_COMMAND") or "python3 bench/run.py " + shlex.join(sys.argv[1:])
+
+    run_id = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix="s3vfs-bench-"))
+    image = work / "image-source.db"
+    began = time.monotonic()
+    failures = []
+    all_results = {}
+    proxy = None
+    buckets = Buckets(upstream)
+    try:
+        if "deserialize" in workloads or "serialize" in workloads:
+            make_image(image, sizes["image_mb"])
+        proxy = Proxy(upstream, args.proxy_port)
+        print(f"bench: {mode} mode, proxy {proxy.url} -> {upstream}, work dir {work}", file=sys.stderr)
+        for setting in settings:
+            proxy.configure(*setting)
+            results = all_results[setting] = {}
+            for system in systems:
+                bucket = f"bench-{run_id}-{int(setting[0])}-{system.replace('-', '')}"
+                local_dir = work / f"{bucket}-local"
+                if system == "local":
+                    local_dir.mkdir()
+                else:
+                    buckets.create(bucket)
+                try:
+                    for workload in workloads:
+                        needed = NEEDS.get(workload)
+                        needed_status = results.get((system, needed), {}).get("status")
+                        if needed in workloads and needed_status != "ok":
+                            unavailable = needed_status == "unavailable"
+                            results[(system, workload)] = {"status": "unavailable" if unavailable else "skipped"}
+                            continue
+                        spec = {
+                            "system": system,
+                            "workload": workload,
+                            "db": DATABASE[workload],
+                            "bucket": bucket,
+                            "proxy": None if system == "local" else proxy.url,
+                            "lib": args.lib,
+                            "local_dir": str(local_dir),
+                            "rows": sizes["small_rows"] if workload == "insert_small" else sizes["big_rows"],
+                            "big_rows": sizes["big_rows"],
+                            "txns": sizes["txns"],
+                            "lookups": sizes["lookups"],
+                            "seed": 1,
+                            "serialize_source": str(image),
+                            "serialize_out": str(work / "serialized.db"),
+                        }
+                        result = run_cell(spec, timeout)
+                        results[(system, workload)] = result
+                        shown = cell_text(result) or seconds(result["wall"])
+                        print(f"bench: {setting[0]:g} ms  {system:13} {workload:13} {shown}", file=sys.stderr)
+                        if result["status"] == "failed":
+                            failures.append((setting, system, workload, result))
+                            print(result["stderr"], file=sys.stderr)
+                        if (result["status"] == "ok" and result.get("own_requests") is not None
+                                and result["proxy"] is not None
+                                and result["own_requests"] != sum(result["proxy"]["requests"].values())):
+                            result["mismatch"] = True
+                finally:
+                    if system == "local":
+                        shutil.rmtree(local_dir, ignore_errors=True)
+                    else:
+                        buckets.remove(bucket)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    elapsed = time.monotonic() - began
+    found = versions(args.lib)
+    mismatches = [
+        f"{setting[0]:g} ms {workload}" for setting, results in all_results.items()
+        for (system, workload), result in results.items() if result.get("mismatch")
+    ]
+    report = [
+        f"# s3vfs benchmarks ({mode} mode)",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {machine()}",
+        f"- Command: `{command}` ({elapsed / 60:.1f} min)",
+        "- Versions: " + ", ".join(f"{name} {value}" for name, value in found.items()),
+        "- Server: moto under gunicorn (scripts/s3-server.sh), one request at a time, tops out near "
+        "300 requests/s here: read times beside request counts. Requests go through bench/proxy.py, "
+        "which adds the per-request delay (uniform jitter) and counts them.",
+        "- Systems: s3vfs (64 KiB blocks, default `cache_size`); sqlite-s3vfs (PyPI, 4096-byte blocks, "
+        "apsw + boto3, its journal also in S3, no locking); plain SQLite on a local file (the floor; "
+        "(de)serialize is a file copy). All three through the same apsw SQLite, page size 4096, "
+        "journal_mode DELETE.",
+        "- Rows are (id INTEGER PRIMARY KEY, n INTEGER, v TEXT of 90 characters). Each cell is a new "
+        "process; wall time covers the workload and opening its connection (warm lookups: the same "
+        "lookups again, same connection); peak RSS is the cell process's high-water mark (VmHWM). "
+        "× s3vfs is the wall time divided by s3vfs's.",
+        "",
+        "## Headline: wall time (requests)",
+        "",
+        headline(settings, systems, sizes, all_results),
+        "",
+    ]
+    for setting in settings:
+        report += [table(setting, sizes, all_results[setting], timeout), ""]
+    if mismatches:
+        report += [f"Note: s3vfs_stats() and the proxy disagree on the request count in: {', '.join(mismatches)}.", ""]
+    else:
+        report += ["s3vfs's own request counts (s3vfs_stats()) equal the proxy's in every s3vfs cell.", ""]
+    text = "\n".join(report)
+    print(text)
+    out.write_text(text)
+    print(f"bench: wrote {out}", file=sys.stderr)
+    if failures:
+        print(f"bench: {len(failures)} cell(s) FAILED", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
