@@ -103,6 +103,8 @@ class S3vfs(System):
 
     def uri(self, name, vfs=True):
         params = {"bucket": self.spec["bucket"], "endpoint": self.spec["proxy"]}
+        # BENCH_S3VFS_PARAMS (e.g. "block_size=16k") adds URI parameters, to compare settings.
+        params.update(urllib.parse.parse_qsl(os.environ.get("BENCH_S3VFS_PARAMS", "")))
         if vfs:
             params = {"vfs": "s3vfs", **params}
         return f"file:{name}?{urllib.parse.urlencode(params)}"

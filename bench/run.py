@@ -433,7 +433,10 @@ def main():
         "- Server: moto under gunicorn (scripts/s3-server.sh), one request at a time, tops out near "
         "300 requests/s here: read times beside request counts. Requests go through bench/proxy.py, "
         "which adds the per-request delay (uniform jitter) and counts them.",
-        "- Systems: s3vfs (64 KiB blocks, default `cache_size`); sqlite-s3vfs (PyPI, 4096-byte blocks, "
+        "- Systems: s3vfs ("
+        + (f"URI parameters `{os.environ['BENCH_S3VFS_PARAMS']}`" if os.environ.get("BENCH_S3VFS_PARAMS")
+           else "64 KiB blocks, default `cache_size`")
+        + "); sqlite-s3vfs (PyPI, 4096-byte blocks, "
         "apsw + boto3, its journal also in S3, no locking); plain SQLite on a local file (the floor; "
         "(de)serialize is a file copy). All three through the same apsw SQLite, page size 4096, "
         "journal_mode DELETE.",
