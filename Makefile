@@ -1,6 +1,7 @@
 # s3vfs: build the extension, run a demo and the tests against a local S3 server.
 #   make demo   build, start the local S3 server, and run a demo through the sqlite3 CLI
-#   make test   every test: Rust unit and integration tests, sql-tests, Python tests, bindings
+#   make test   every test: Rust unit and integration tests, sql-tests, Python tests, bindings,
+#               and the benchmark in quick mode as a smoke test (make bench-smoke)
 #   make test-bindings   a write-then-reopen round trip from each binding the README shows
 #   make lint   rustfmt and clippy
 #   make bench        release build; s3vfs, sqlite-s3vfs and a local file behind a latency proxy
@@ -22,7 +23,7 @@ NODE_MODULES := tests/node/node_modules/.package-lock.json
 NODE_PREFIX = $(shell node -p 'require("path").resolve(process.execPath, "../..")')
 NODE_HEADERS = $(if $(npm_config_nodedir),,$(if $(wildcard $(NODE_PREFIX)/include/node/node_version.h),npm_config_nodedir=$(NODE_PREFIX)))
 
-.PHONY: all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps lint bench bench-quick bench-deps clean
+.PHONY: all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps lint bench bench-quick bench-smoke bench-deps clean
 
 all: build
 
@@ -51,6 +52,7 @@ test: build server lint $(NODE_MODULES)
 	$(WITH_SERVER) bash scripts/run-sql-tests.sh
 	$(WITH_SERVER) python3 -m pytest -q tests/python
 	$(WITH_SERVER) bash scripts/run-binding-tests.sh
+	$(MAKE) bench-smoke
 
 test-rust: build server
 	$(WITH_SERVER) cargo test
@@ -80,6 +82,12 @@ bench: build-release server bench-deps
 
 bench-quick:
 	$(MAKE) bench QUICK=1
+
+# The benchmark as a test: quick sizes at 0 ms on the debug library, every cell must work
+# (times are not checked). Part of `make test`, so that `make bench` keeps working.
+bench-smoke: build server bench-deps
+	eval "$$($(SERVER) env)" && $(PYTHON) bench/run.py --quick --latency 0:0 \
+	  --lib $(CURDIR)/$(LIB) --out $${TMPDIR:-/tmp}/s3vfs-bench-smoke.md > /dev/null
 
 clean:
 	cargo clean
