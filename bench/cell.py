@@ -233,8 +233,7 @@ def run(spec):
         lookups(conn, keys)
     elif workload == "scan":
         conn = system.connect(spec["db"])
-        count, total = conn.execute("SELECT COUNT(*), SUM(n) FROM t").fetchall()[0]
-        check["rows"] = count
+        check["rows"], check["sum"] = conn.execute("SELECT COUNT(*), SUM(n) FROM t").fetchall()[0]
     elif workload == "index":
         conn = system.connect(spec["db"])
         conn.execute("CREATE INDEX t_n ON t(n)")

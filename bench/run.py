@@ -232,8 +232,14 @@ def versions(lib):
     return found
 
 
+def proxy_total(proxy_url):
+    with urllib.request.urlopen(proxy_url + "/__stats", timeout=30) as response:
+        return json.load(response)["total"]
+
+
 def run_cell(spec, timeout):
     started = time.monotonic()
+    before = proxy_total(spec["proxy"]) if spec["proxy"] else None
     try:
         process = subprocess.run(
             [sys.executable, str(HERE / "cell.py"), json.dumps(spec)],
@@ -242,7 +248,9 @@ def run_cell(spec, timeout):
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return {"status": "timeout", "elapsed": time.monotonic() - started}
+        # What the proxy counted until the kill (setup included): the work it got through.
+        requests = proxy_total(spec["proxy"]) - before if before is not None else None
+        return {"status": "timeout", "elapsed": time.monotonic() - started, "requests": requests}
     lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         return {"status": "failed", "stderr": process.stderr[-3000:], "returncode": process.returncode}
@@ -278,6 +286,11 @@ def table(setting, sizes, results, timeout):
             if text is not None:
                 if result["status"] == "timeout":
                     text = f"> {seconds(timeout)} (timeout)"
+                    if result.get("requests") is not None:
+                        cells += [text, "–"] + [""] * len(KIND_COLUMNS)
+                        cells += [f"> {result['requests']:,} by then", "", "", ""]
+                        lines.append("| " + " | ".join(cells) + " |")
+                        continue
                 cells += [text] + [""] * (len(header) - 3)
                 lines.append("| " + " | ".join(cells) + " |")
                 continue
@@ -303,10 +316,16 @@ def headline(settings, systems, sizes, all_results):
     names = [f"{SYSTEM_LABELS[s]} @ {lat:g} ms" for s, (lat, _) in columns]
     lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---:|" * len(columns)]
     for workload in WORKLOADS:
+        if not any((system, workload) in all_results[setting] for system, setting in columns):
+            continue
         cells = []
         for system, setting in columns:
             result = all_results[setting].get((system, workload), {"status": "skipped"})
             text = cell_text(result)
+            if result["status"] == "timeout":
+                text = f"> {seconds(result['elapsed'])}"
+                if result.get("requests") is not None:
+                    text += f" (> {result['requests']:,} req)"
             if text is None:
                 proxy = result.get("proxy")
                 requests = f" ({sum(proxy['requests'].values()):,} req)" if proxy else ""
@@ -452,6 +471,13 @@ def main():
     ]
     for setting in settings:
         report += [table(setting, sizes, all_results[setting], timeout), ""]
+    if any(r["status"] == "timeout" for results in all_results.values() for r in results.values()):
+        report += [
+            f"Cells marked timeout were stopped after {seconds(timeout)} (`--cell-timeout`); a timeout "
+            "is not a failure. Where shown, the request count is what the proxy had counted by then, "
+            "setup included.",
+            "",
+        ]
     if mismatches:
         report += [f"Note: s3vfs_stats() and the proxy disagree on the request count in: {', '.join(mismatches)}.", ""]
     else:
