@@ -468,7 +468,7 @@ mod tests {
             no_env,
         )
         .expect("valid");
-        assert_eq!(explicit.block_size_or_default().bytes(), 65536);
+        assert_eq!(explicit.block_size_or_default().bytes(), 262144);
         let error = Config::parse("x", &params(&[("bucket", "b"), ("layout", "flat")]), no_env)
             .unwrap_err();
         let message = error.to_string();

@@ -1,8 +1,8 @@
 //! Whole databases in and out: a committed version streamed out as a plain SQLite file, and a
 //! plain SQLite file made the content of a database in one commit.
 //!
-//! Both directions move at most [`MAX_IN_FLIGHT`] blocks at a time, so memory stays bounded
-//! by a few dozen blocks whatever the database's size.
+//! Both directions move one window of blocks at a time (at most [`WINDOW_BYTES`], and at most
+//! [`MAX_IN_FLIGHT`] blocks), so memory stays bounded whatever the database's size.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -27,6 +27,15 @@ const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// The length of a SQLite database file's header.
 pub const HEADER_LEN: usize = 100;
 const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+/// The bytes of blocks one transfer has in flight at once (a window); a serialize holds two
+/// windows, the one being written and the next one being fetched.
+pub const WINDOW_BYTES: u64 = 4 << 20;
+
+/// How many blocks of `block_size` make a window: at least 1, at most [`MAX_IN_FLIGHT`].
+pub fn window_blocks(block_size: BlockSize) -> u64 {
+    (WINDOW_BYTES / block_size.bytes()).clamp(1, MAX_IN_FLIGHT as u64)
+}
+
 /// A commit that loses the race to another writer is tried again this many times.
 const COMMIT_ATTEMPTS: usize = 5;
 
@@ -203,10 +212,10 @@ fn fetch_range(
             }
         });
     }
-    spawn(run_bounded(MAX_IN_FLIGHT, fetches))
+    spawn(run_bounded(fetches.len(), fetches))
 }
 
-/// The blocks of one version in order, fetched [`MAX_IN_FLIGHT`] at a time: the next batch is
+/// The blocks of one version in order, fetched a window at a time: the next window is
 /// in flight while the current one is consumed.
 pub struct VersionBlocks<'a> {
     database: &'a Database,
@@ -232,7 +241,7 @@ impl<'a> VersionBlocks<'a> {
     fn start_batch(&mut self) -> Result<()> {
         let (first, count) = (self.next_first, self.snapshot.block_count());
         if first < count {
-            let end = (first + MAX_IN_FLIGHT as u64).min(count);
+            let end = (first + window_blocks(self.snapshot.block_size)).min(count);
             self.pending = Some(fetch_range(self.database, self.snapshot, first, end)?);
             self.next_first = end;
         }
@@ -292,7 +301,7 @@ fn from_io(error: &std::io::Error) -> Option<Error> {
         .cloned()
 }
 
-/// The blocks of a database of the sqlite-s3vfs layout, in order, [`MAX_IN_FLIGHT`] at a
+/// The blocks of a database of the sqlite-s3vfs layout, in order, a window at a
 /// time. That layout has no versions: a block that changes after the listing is an error
 /// (its size and content are checked against it), and a file with a journal is refused.
 pub struct LegacyBlocks {
@@ -331,9 +340,10 @@ impl LegacyBlocks {
     pub fn next_block(&mut self) -> Result<Option<Bytes>> {
         if self.ready.is_empty() && self.next < self.image.block_count() {
             let (image, first) = (self.image.clone(), self.next);
-            let range = first..first + MAX_IN_FLIGHT as u64;
+            let window = window_blocks(self.image.block_size());
+            let range = first..first + window;
             self.ready = runtime::block_on(async move { image.read_blocks(range).await })?.into();
-            self.next += MAX_IN_FLIGHT as u64;
+            self.next += window;
         }
         Ok(self.ready.pop_front())
     }
@@ -591,7 +601,7 @@ pub fn deserialize(
             block0 = Some(data);
             continue;
         }
-        if uploads.len() >= MAX_IN_FLIGHT {
+        if uploads.len() as u64 >= window_blocks(block_size) {
             if let Some(oldest) = uploads.pop_front() {
                 join(oldest)?;
             }

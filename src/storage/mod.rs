@@ -73,7 +73,7 @@ pub struct BlockSize(u32);
 impl BlockSize {
     pub const MIN: u32 = 512;
     pub const MAX: u32 = 16 * 1024 * 1024;
-    pub const DEFAULT: BlockSize = BlockSize(64 * 1024);
+    pub const DEFAULT: BlockSize = BlockSize(256 * 1024);
 
     pub fn new(bytes: u64) -> Option<BlockSize> {
         let valid = bytes.is_power_of_two()
