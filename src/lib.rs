@@ -27,5 +27,7 @@ pub mod legacy;
 pub mod runtime;
 pub mod sql;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod transfer;
 pub mod vfs;

@@ -475,18 +475,7 @@ mod tests {
     use crate::backend::Backend;
     use crate::config::Config;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound.max(1)
-        }
-    }
+    use crate::testing::Rng;
 
     fn config(block_size: u64, cache_size: u64) -> Config {
         let parameters = [

@@ -134,20 +134,15 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
-    define_scalar_function(
-        db,
-        "s3vfs_versions",
-        0,
-        history::versions,
-        FunctionFlags::UTF8,
-    )?;
-    define_scalar_function(
-        db,
-        "s3vfs_versions",
-        1,
-        history::versions,
-        FunctionFlags::UTF8,
-    )?;
+    for arity in 0..=1 {
+        define_scalar_function(
+            db,
+            "s3vfs_versions",
+            arity,
+            history::versions,
+            FunctionFlags::UTF8,
+        )?;
+    }
     define_scalar_function(
         db,
         "s3vfs_restore",
@@ -155,7 +150,8 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
         history::restore,
         FunctionFlags::UTF8,
     )?;
-    define_scalar_function(db, "s3vfs_gc", 1, history::collect, FunctionFlags::UTF8)?;
-    define_scalar_function(db, "s3vfs_gc", 2, history::collect, FunctionFlags::UTF8)?;
+    for arity in 1..=2 {
+        define_scalar_function(db, "s3vfs_gc", arity, history::collect, FunctionFlags::UTF8)?;
+    }
     transfer::register(db)
 }

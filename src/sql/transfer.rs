@@ -95,40 +95,47 @@ fn respond(context: *mut sqlite3_context, outcome: Result<()>) -> Result<(), Fun
     Ok(())
 }
 
+/// Runs a function body, reporting its error with its code (see [`respond`]).
+fn answer(
+    context: *mut sqlite3_context,
+    body: impl FnOnce(*mut sqlite3) -> Result<()>,
+) -> Result<(), FunctionError> {
+    guarded(|| {
+        let outcome = body(api::context_db_handle(context));
+        respond(context, outcome)
+    })
+}
+
 fn serialize(
     context: *mut sqlite3_context,
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
-    guarded(|| {
-        let outcome = (|| {
-            let db = api::context_db_handle(context);
-            let (database, snapshot) =
-                resolve_source(db, text_argument(values, 0, "the source database")?)?;
-            let source = source_of(&database, &snapshot);
-            if values.len() >= 2 {
-                let path = text_argument(values, 1, "the output file path")?;
-                let overwrite = overwrite_argument(values, 2)?;
-                let written = transfer::serialize_to_file(&source, Path::new(path), overwrite)?;
-                api::result_int64(context, written as i64);
-                return Ok(());
-            }
-            let limit = crate::ffi::length_limit(db).unwrap_or(u64::MAX);
-            let blob = source.stream(|size, next| {
-                if size > limit {
-                    return Err(Error::Invalid(format!(
-                        "{} is {size} bytes, more than a BLOB may hold here ({limit}); serialize \
+    answer(context, |db| {
+        let (database, snapshot) =
+            resolve_source(db, text_argument(values, 0, "the source database")?)?;
+        let source = source_of(&database, &snapshot);
+        if values.len() >= 2 {
+            let path = text_argument(values, 1, "the output file path")?;
+            let overwrite = overwrite_argument(values, 2)?;
+            let written = transfer::serialize_to_file(&source, Path::new(path), overwrite)?;
+            api::result_int64(context, written as i64);
+            return Ok(());
+        }
+        let limit = crate::ffi::length_limit(db).unwrap_or(u64::MAX);
+        let blob = source.stream(|size, next| {
+            if size > limit {
+                return Err(Error::Invalid(format!(
+                    "{} is {size} bytes, more than a BLOB may hold here ({limit}); serialize \
                          it to a file instead: s3vfs_serialize(source, '/path/to/file.db')",
-                        database.location.url(),
-                    )));
-                }
-                let mut blob = Vec::with_capacity(size as usize);
-                transfer::write_blocks(next, &mut blob)?;
-                Ok(blob)
-            })?;
-            api::result_blob(context, &blob);
-            Ok(())
-        })();
-        respond(context, outcome)
+                    database.location.url(),
+                )));
+            }
+            let mut blob = Vec::with_capacity(size as usize);
+            transfer::write_blocks(next, &mut blob)?;
+            Ok(blob)
+        })?;
+        api::result_blob(context, &blob);
+        Ok(())
     })
 }
 
@@ -136,74 +143,65 @@ fn deserialize(
     context: *mut sqlite3_context,
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
-    guarded(|| {
-        let outcome = (|| {
-            let db = api::context_db_handle(context);
-            let target = text_argument(values, 0, "the target database")?;
-            let overwrite = overwrite_argument(values, 2)?;
-            let input = values
-                .get(1)
-                .ok_or_else(|| Error::Invalid("missing the database to deserialize".into()))?;
-            let size = match api::value_type(input) {
-                ValueType::Blob => {
-                    // An empty BLOB's pointer is null: never make a slice of it.
-                    let bytes: &[u8] = if api::value_bytes(input) > 0 {
-                        api::value_blob(input)
-                    } else {
-                        &[]
-                    };
-                    let image = transfer::check_image(bytes, bytes.len() as u64, "the BLOB")?;
-                    let database = resolve_current(db, target)?;
-                    transfer::load(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
-                }
-                ValueType::Text => {
-                    let path = Path::new(text_argument(values, 1, "the input file path")?);
-                    let name = path.display().to_string();
-                    let cannot = |error: std::io::Error| {
-                        Error::Invalid(format!("cannot read {name}: {error}"))
-                    };
-                    let mut file = std::fs::File::open(path).map_err(cannot)?;
-                    let size = file.metadata().map_err(cannot)?.len();
-                    let mut header = Vec::with_capacity(HEADER_LEN);
-                    (&mut file)
-                        .take(HEADER_LEN as u64)
-                        .read_to_end(&mut header)
-                        .map_err(cannot)?;
-                    let image = transfer::check_image(&header, size, &name)?;
-                    transfer::check_no_journal(path)?;
-                    let database = resolve_current(db, target)?;
-                    let mut input = std::io::BufReader::with_capacity(
-                        1 << 20,
-                        std::io::Cursor::new(header).chain(file),
-                    );
-                    transfer::load(&database, &mut input, image, overwrite, &name)?
-                }
-                _ => {
-                    return Err(Error::Invalid(
-                        "the database to deserialize must be a BLOB or a file path".into(),
-                    ))
-                }
-            };
-            api::result_int64(context, size as i64);
-            Ok(())
-        })();
-        respond(context, outcome)
+    answer(context, |db| {
+        let target = text_argument(values, 0, "the target database")?;
+        let overwrite = overwrite_argument(values, 2)?;
+        let input = values
+            .get(1)
+            .ok_or_else(|| Error::Invalid("missing the database to deserialize".into()))?;
+        let size = match api::value_type(input) {
+            ValueType::Blob => {
+                // An empty BLOB's pointer is null: never make a slice of it.
+                let bytes: &[u8] = if api::value_bytes(input) > 0 {
+                    api::value_blob(input)
+                } else {
+                    &[]
+                };
+                let image = transfer::check_image(bytes, bytes.len() as u64, "the BLOB")?;
+                let database = resolve_current(db, target)?;
+                transfer::load(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
+            }
+            ValueType::Text => {
+                let path = Path::new(text_argument(values, 1, "the input file path")?);
+                let name = path.display().to_string();
+                let cannot =
+                    |error: std::io::Error| Error::Invalid(format!("cannot read {name}: {error}"));
+                let mut file = std::fs::File::open(path).map_err(cannot)?;
+                let size = file.metadata().map_err(cannot)?.len();
+                let mut header = Vec::with_capacity(HEADER_LEN);
+                (&mut file)
+                    .take(HEADER_LEN as u64)
+                    .read_to_end(&mut header)
+                    .map_err(cannot)?;
+                let image = transfer::check_image(&header, size, &name)?;
+                transfer::check_no_journal(path)?;
+                let database = resolve_current(db, target)?;
+                let mut input = std::io::BufReader::with_capacity(
+                    1 << 20,
+                    std::io::Cursor::new(header).chain(file),
+                );
+                transfer::load(&database, &mut input, image, overwrite, &name)?
+            }
+            _ => {
+                return Err(Error::Invalid(
+                    "the database to deserialize must be a BLOB or a file path".into(),
+                ))
+            }
+        };
+        api::result_int64(context, size as i64);
+        Ok(())
     })
 }
 
 fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
-    guarded(|| {
-        let outcome = (|| {
-            let db = api::context_db_handle(context);
-            let (source, snapshot) =
-                resolve_source(db, text_argument(values, 0, "the source database")?)?;
-            let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
-            let overwrite = overwrite_argument(values, 2)?;
-            let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
-            api::result_int64(context, copied as i64);
-            Ok(())
-        })();
-        respond(context, outcome)
+    answer(context, |db| {
+        let (source, snapshot) =
+            resolve_source(db, text_argument(values, 0, "the source database")?)?;
+        let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
+        let overwrite = overwrite_argument(values, 2)?;
+        let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
+        api::result_int64(context, copied as i64);
+        Ok(())
     })
 }
 
