@@ -56,7 +56,7 @@ impl ReadAhead {
     /// fetching with it, at most `limit`.
     fn record(&mut self, first: BlockIndex, last: BlockIndex, limit: u64) -> u64 {
         self.window = match self.last {
-            Some(previous) if first.0 == previous.0 + 1 => (self.window * 2).clamp(2, limit),
+            Some(previous) if first.0 == previous.0 + 1 => (self.window * 2).max(2).min(limit),
             Some(previous) if first.0 == previous.0 => self.window,
             _ => 0,
         };
@@ -901,6 +901,19 @@ mod tests {
             "read-ahead keeps requests in flight: peak {}",
             gauge.peak.load(Ordering::SeqCst)
         );
+    }
+
+    #[test]
+    fn a_cache_too_small_for_read_ahead_reads_one_block_at_a_time() {
+        let mut read_ahead = ReadAhead::default();
+        for block in 0..5 {
+            let window = read_ahead.record(BlockIndex(block), BlockIndex(block), 1);
+            assert!(window <= 1, "window {window} with a limit of 1");
+        }
+        let mut read_ahead = ReadAhead::default();
+        for block in 0..5 {
+            read_ahead.record(BlockIndex(block), BlockIndex(block), 0);
+        }
     }
 
     #[test]
