@@ -454,7 +454,7 @@ def main():
         "which adds the per-request delay (uniform jitter) and counts them.",
         "- Systems: s3vfs ("
         + (f"URI parameters `{os.environ['BENCH_S3VFS_PARAMS']}`" if os.environ.get("BENCH_S3VFS_PARAMS")
-           else "64 KiB blocks, default `cache_size`")
+           else "default 256 KiB blocks and `cache_size`")
         + "); sqlite-s3vfs (PyPI, 4096-byte blocks, "
         "apsw + boto3, its journal also in S3, no locking); plain SQLite on a local file (the floor; "
         "(de)serialize is a file copy). All three through the same apsw SQLite, page size 4096, "
