@@ -158,42 +158,28 @@ impl Database {
         ));
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(metered, retry));
         let location = config.location.clone();
-        if config.layout == Layout::SqliteS3vfs {
+        let (snapshot, checked) = if config.layout == Layout::SqliteS3vfs {
             // Each connection lists the file when it opens it and when a transaction starts.
-            let block_size = config.block_size_or_default();
-            return Ok(Arc::new(Database {
-                location,
-                layout: config.layout,
-                cache_size: config.cache_size,
-                legacy_size: AtomicU64::new(0),
-                backend,
-                metrics,
-                cache: BlockCache::new(config.cache_size),
-                latest: Mutex::new(Latest {
-                    snapshot: Arc::new(Snapshot::empty(block_size)),
-                    checked: Instant::now(),
-                }),
-                locks: Mutex::new(LockTable::default()),
-            }));
-        }
-        let checked = Instant::now();
-        let loaded = {
-            let (backend, location) = (backend.clone(), location.clone());
-            runtime::block_on(log::load_latest(backend, location, None))?
-        };
-        let block_size = config
-            .block_size
-            .unwrap_or(crate::storage::BlockSize::DEFAULT);
-        if loaded.is_none() {
-            refuse_legacy_data(&backend, &location)?;
-        }
-        let snapshot = loaded.unwrap_or_else(|| {
-            let mut empty = Snapshot::empty(block_size);
-            if let Some(margin) = config.gc_margin {
-                empty.gc_margin = margin;
+            let empty = Snapshot::empty(config.block_size_or_default());
+            (Arc::new(empty), Instant::now())
+        } else {
+            let checked = Instant::now();
+            let loaded = {
+                let (backend, location) = (backend.clone(), location.clone());
+                runtime::block_on(log::load_latest(backend, location, None))?
+            };
+            if loaded.is_none() {
+                refuse_legacy_data(&backend, &location)?;
             }
-            Arc::new(empty)
-        });
+            let snapshot = loaded.unwrap_or_else(|| {
+                let mut empty = Snapshot::empty(config.block_size_or_default());
+                if let Some(margin) = config.gc_margin {
+                    empty.gc_margin = margin;
+                }
+                Arc::new(empty)
+            });
+            (snapshot, checked)
+        };
         let database = Arc::new(Database {
             location,
             layout: config.layout,
@@ -205,6 +191,9 @@ impl Database {
             latest: Mutex::new(Latest { snapshot, checked }),
             locks: Mutex::new(LockTable::default()),
         });
+        if config.layout == Layout::SqliteS3vfs {
+            return Ok(database);
+        }
         database.check_block_size(config)?;
         Ok(database)
     }
