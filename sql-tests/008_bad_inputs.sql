@@ -18,6 +18,21 @@ SELECT s3vfs_last_error();
 .open 'file:t008.db?vfs=s3vfs&path_style=maybe'
 .open 'file:t008.db?vfs=s3vfs&endpoint=localhost:9000'
 .open 'file:t008.db?vfs=s3vfs&bucket=a/b'
+-- An empty path: SQLite would make it a private temporary database that never reaches the
+-- bucket, so the open fails instead.
+.open 'file:?vfs=s3vfs'
+SELECT s3vfs_last_error();
+-- A parameter given twice.
+.open 'file:t008.db?vfs=s3vfs&bucket=a&bucket=b'
+-- Durations and sizes out of range.
+.open 'file:t008.db?vfs=s3vfs&staleness=1e30s'
+.open 'file:t008.db?vfs=s3vfs&staleness=86401s'
+.open 'file:t008.db?vfs=s3vfs&cache_size=2048G'
+.open 'file:t008.db?vfs=s3vfs&gc_margin=90d'
+.open 'file:t008.db?vfs=s3vfs&gc_margin=0s'
+-- Credentials written into an endpoint are refused, and never printed.
+.open 'file:t008.db?vfs=s3vfs&endpoint=http://user:secret@127.0.0.1:1'
+SELECT s3vfs_last_error();
 -- A bucket that does not exist.
 .open 'file:t008.db?vfs=s3vfs&bucket=s3vfs-sqltests-no-such-bucket'
 SELECT s3vfs_last_error();

@@ -11,6 +11,12 @@ use crate::storage::{BlockSize, Location, Version};
 
 /// The default byte budget of the block cache of one database.
 pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
+/// The largest `cache_size`: 1 TiB.
+pub const MAX_CACHE_SIZE: u64 = 1 << 40;
+/// The longest `staleness`: a day.
+pub const MAX_STALENESS: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest `gc_margin`: thirty days.
+pub const MAX_GC_MARGIN: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// URI parameters SQLite itself understands; s3vfs accepts and leaves them to SQLite.
 const SQLITE_PARAMETERS: &[&str] = &[
@@ -103,20 +109,25 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
     number.checked_mul(multiplier)
 }
 
-/// Parses `0`, `250ms`, `2s` (a bare number is milliseconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
+/// Parses `0`, `250ms`, `2s`, `1.5s` (a bare number is milliseconds). `Err(())` for a
+/// well-formed duration too long to represent.
+pub fn parse_duration(text: &str) -> Option<Result<Duration, ()>> {
     let text = text.trim();
-    if let Some(seconds) = text.strip_suffix("ms") {
-        return seconds.parse().ok().map(Duration::from_millis);
+    let (number, seconds) = match text.strip_suffix("ms") {
+        Some(millis) => (millis, false),
+        None => match text.strip_suffix('s') {
+            Some(seconds) => (seconds, true),
+            None => (text, false),
+        },
+    };
+    if !seconds {
+        if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Some(number.parse().map(Duration::from_millis).map_err(|_| ()));
+        }
+        return None;
     }
-    if let Some(seconds) = text.strip_suffix('s') {
-        return seconds
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
-    }
-    text.parse().ok().map(Duration::from_millis)
+    let seconds = number.parse::<f64>().ok().filter(|s| *s >= 0.0)?;
+    Some(Duration::try_from_secs_f64(seconds).map_err(|_| ()))
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -129,8 +140,24 @@ fn parse_bool(text: &str) -> Option<bool> {
 
 fn malformed(name: &str, value: &str, expected: &str) -> Error {
     Error::Config(format!(
-        "URI parameter {name}={value:?} is malformed: expected {expected}"
+        "URI parameter {name}={:?} is malformed: expected {expected}",
+        crate::error::redact_credentials(value)
     ))
+}
+
+fn out_of_range(name: &str, value: &str, range: &str) -> Error {
+    Error::Config(format!(
+        "URI parameter {name}={value:?} is out of range: {range}"
+    ))
+}
+
+/// A duration parameter: well formed, and at most `max`.
+fn duration_parameter(name: &str, value: &str, max: Duration, range: &str) -> Result<Duration> {
+    match parse_duration(value) {
+        None => Err(malformed(name, value, "a duration such as 0, 500ms or 2s")),
+        Some(Ok(duration)) if duration <= max => Ok(duration),
+        Some(_) => Err(out_of_range(name, value, range)),
+    }
 }
 
 impl Config {
@@ -151,7 +178,16 @@ impl Config {
         let mut layout = Layout::Versioned;
         let mut pin = None;
         let mut gc_margin = None;
+        let mut seen: Vec<&str> = Vec::new();
         for (name, value) in parameters {
+            if PARAMETERS.contains(&name.as_str()) {
+                if seen.contains(&name.as_str()) {
+                    return Err(Error::Config(format!(
+                        "URI parameter {name} is given more than once: give it once"
+                    )));
+                }
+                seen.push(name);
+            }
             match name.as_str() {
                 "bucket" => bucket = Some(value.clone()),
                 "endpoint" => endpoint_url = Some(value.clone()),
@@ -168,13 +204,19 @@ impl Config {
                     })?);
                 }
                 "cache_size" => {
-                    cache_size = parse_bytes(value)
-                        .ok_or_else(|| malformed(name, value, "a size such as 67108864 or 64M"))?;
+                    let well_formed = !value.trim().is_empty()
+                        && value.trim().starts_with(|c: char| c.is_ascii_digit());
+                    cache_size = match parse_bytes(value) {
+                        Some(bytes) if bytes <= MAX_CACHE_SIZE => bytes,
+                        None if !well_formed => {
+                            return Err(malformed(name, value, "a size such as 67108864 or 64M"))
+                        }
+                        _ => return Err(out_of_range(name, value, "at most 1 TiB (1024G)")),
+                    };
                 }
                 "staleness" => {
-                    staleness = parse_duration(value).ok_or_else(|| {
-                        malformed(name, value, "a duration such as 0, 500ms or 2s")
-                    })?;
+                    staleness =
+                        duration_parameter(name, value, MAX_STALENESS, "at most a day (86400s)")?;
                 }
                 "layout" => {
                     layout = Layout::parse(value).ok_or_else(|| {
@@ -210,11 +252,12 @@ impl Config {
                     pin = Some(Pin::AsOf(time));
                 }
                 "gc_margin" => {
-                    let margin = crate::storage::gc::parse_span(value)
-                        .filter(|margin| margin.as_millis() >= u128::from(MIN_GC_MARGIN_MS))
-                        .ok_or_else(|| {
-                            malformed(name, value, "a duration of at least 1s, such as 1h or 90s")
-                        })?;
+                    let margin = crate::storage::gc::parse_span(value).ok_or_else(|| {
+                        malformed(name, value, "a duration of at least 1s, such as 1h or 90s")
+                    })?;
+                    if margin.as_millis() < u128::from(MIN_GC_MARGIN_MS) || margin > MAX_GC_MARGIN {
+                        return Err(out_of_range(name, value, "from 1s to 30 days (30d)"));
+                    }
                     gc_margin = Some(margin);
                 }
                 other if SQLITE_PARAMETERS.contains(&other) => {}
@@ -271,6 +314,14 @@ impl Config {
                     url,
                     "a URL starting with http:// or https://",
                 ));
+            }
+            if crate::error::redact_credentials(url) != *url {
+                return Err(Error::Config(format!(
+                    "the endpoint {} has credentials in it, which s3vfs does not use: give the \
+                     endpoint as http(s)://host:port and the keys through AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY (or a profile)",
+                    crate::error::redact_credentials(url)
+                )));
             }
         }
         // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing.
@@ -429,6 +480,89 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_parameter_is_refused() {
+        let error =
+            Config::parse("x", &params(&[("bucket", "a"), ("bucket", "b")]), no_env).unwrap_err();
+        assert!(
+            error.to_string().contains("bucket is given more than once"),
+            "{error}"
+        );
+        // SQLite's own and a driver's parameters are theirs to judge.
+        Config::parse(
+            "x",
+            &params(&[
+                ("bucket", "a"),
+                ("mode", "rw"),
+                ("mode", "rwc"),
+                ("_x", "1"),
+                ("_x", "2"),
+            ]),
+            no_env,
+        )
+        .expect("valid");
+    }
+
+    #[test]
+    fn durations_and_sizes_out_of_range_name_the_parameter() {
+        for (name, value) in [
+            ("staleness", "1e30s"),
+            ("staleness", "2d"),
+            ("staleness", "86401s"),
+            ("staleness", "99999999999999999999999"),
+            ("cache_size", "2048G"),
+            ("cache_size", "99999999999999999999"),
+            ("gc_margin", "0s"),
+            ("gc_margin", "31d"),
+            ("gc_margin", "999999999999999999w"),
+        ] {
+            let error = Config::parse("x", &params(&[("bucket", "b"), (name, value)]), no_env)
+                .expect_err(value);
+            let message = error.to_string();
+            assert!(message.contains(name), "{message}");
+            assert!(
+                message.contains("out of range") || message.contains("malformed"),
+                "{message}"
+            );
+        }
+        let config = Config::parse(
+            "x",
+            &params(&[
+                ("bucket", "b"),
+                ("staleness", "1.5s"),
+                ("cache_size", "1024G"),
+            ]),
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(config.staleness, Duration::from_millis(1500));
+        assert_eq!(config.cache_size, MAX_CACHE_SIZE);
+    }
+
+    #[test]
+    fn credentials_in_an_endpoint_are_refused_and_never_shown() {
+        for endpoint in [
+            "http://user:secret@127.0.0.1:9000",
+            "ftp://user:secret@host",
+        ] {
+            let error = Config::parse(
+                "x",
+                &params(&[("bucket", "b"), ("endpoint", endpoint)]),
+                no_env,
+            )
+            .unwrap_err();
+            let message = error.to_string();
+            assert!(!message.contains("secret"), "{message}");
+            assert!(!message.contains("user"), "{message}");
+            assert!(message.contains("endpoint"), "{message}");
+        }
+        let env = |name: &str| {
+            (name == "AWS_ENDPOINT_URL").then(|| "http://key:secret@host:1".to_string())
+        };
+        let error = Config::parse("x", &params(&[("bucket", "b")]), env).unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
     fn sqlite_parameters_pass_through_and_endpoints_get_path_style() {
         let config = Config::parse(
             "db",
@@ -484,9 +618,21 @@ mod tests {
         assert_eq!(parse_bytes("64k"), Some(65536));
         assert_eq!(parse_bytes("16MiB"), Some(16 << 20));
         assert_eq!(parse_bytes("12q"), None);
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Some(Ok(Duration::from_millis(250)))
+        );
+        assert_eq!(parse_duration("2s"), Some(Ok(Duration::from_secs(2))));
+        assert_eq!(
+            parse_duration("1.5s"),
+            Some(Ok(Duration::from_millis(1500)))
+        );
+        assert_eq!(parse_duration("7"), Some(Ok(Duration::from_millis(7))));
+        assert_eq!(parse_duration("1e30s"), Some(Err(())));
+        assert_eq!(parse_duration("99999999999999999999999"), Some(Err(())));
         assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration(""), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod code {
     pub const CORRUPT: i32 = 11;
     pub const NOTFOUND: i32 = 12;
     pub const NOTICE: i32 = 27;
+    pub const WARNING: i32 = 28;
     pub const CANTOPEN: i32 = 14;
     pub const IOERR_READ: i32 = IOERR | (1 << 8);
     pub const IOERR_SHORT_READ: i32 = IOERR | (2 << 8);
@@ -70,6 +71,9 @@ pub enum Error {
     /// A transaction ran longer than the collector's safety margin allows; nothing of it is
     /// visible, and it can be retried.
     TooSlow(String),
+    /// The store refused a commit for a reason it cannot show (a 412 with no record behind
+    /// it); nothing was committed, and the transaction can be retried.
+    NotCommitted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -127,6 +131,7 @@ impl Error {
                 _ => code::ERROR,
             },
             Error::TooSlow(_) => code::BUSY_SNAPSHOT,
+            Error::NotCommitted(_) => code::BUSY,
         }
     }
 
@@ -137,8 +142,43 @@ impl Error {
     }
 }
 
+/// `text` with the user information of every URL in it (`http://user:secret@host` →
+/// `http://***@host`) hidden, so that no message s3vfs writes carries credentials, wherever
+/// they came from.
+pub fn redact_credentials(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (before, after) = rest.split_at(scheme_end + 3);
+        redacted.push_str(before);
+        let authority_end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                redacted.push_str("***");
+                redacted.push_str(&authority[at..]);
+            }
+            None => redacted.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut message = String::new();
+        self.write_message(&mut message)?;
+        f.write_str(&redact_credentials(&message))
+    }
+}
+
+impl Error {
+    /// Writes the message, before [`redact_credentials`].
+    fn write_message(&self, f: &mut impl fmt::Write) -> fmt::Result {
         match self {
             Error::Config(message) => write!(f, "s3vfs: {message}"),
             Error::Backend(backend) => write!(f, "s3vfs: {backend}"),
@@ -169,7 +209,9 @@ impl fmt::Display for Error {
                 )
             }
             Error::NoSuchVersion(message) => write!(f, "s3vfs: {message}"),
-            Error::TooSlow(message) => write!(f, "s3vfs: {message}"),
+            Error::TooSlow(message) | Error::NotCommitted(message) => {
+                write!(f, "s3vfs: {message}")
+            }
         }
     }
 }
@@ -179,5 +221,25 @@ impl std::error::Error for Error {}
 impl From<BackendError> for Error {
     fn from(error: BackendError) -> Self {
         Error::Backend(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_never_shown() {
+        assert_eq!(
+            redact_credentials("endpoint http://user:secret@127.0.0.1:9000/b/k failed"),
+            "endpoint http://***@127.0.0.1:9000/b/k failed"
+        );
+        assert_eq!(
+            redact_credentials("\"https://AKIA:x@host\" and http://plain:1/x?q=a@b"),
+            "\"https://***@host\" and http://plain:1/x?q=a@b"
+        );
+        assert_eq!(redact_credentials("no url here"), "no url here");
+        let error = Error::Config("cannot reach http://u:p@host:1".into());
+        assert_eq!(error.to_string(), "s3vfs: cannot reach http://***@host:1");
     }
 }

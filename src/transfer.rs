@@ -65,12 +65,6 @@ fn read_u32(header: &[u8], at: usize) -> u32 {
 /// Checks that `header` (the file's first bytes) and `size` describe a whole SQLite database
 /// in a rollback-journal mode; `name` says what the input is, for messages.
 pub fn check_image(header: &[u8], size: u64, name: &str) -> Result<Image> {
-    if size == 0 {
-        return Ok(Image {
-            page_size: None,
-            size,
-        });
-    }
     if size < HEADER_LEN as u64 || header.len() < HEADER_LEN {
         return Err(invalid(
             name,
@@ -705,7 +699,10 @@ mod tests {
             check_image(&good, 8192, "x").expect("valid").page_size,
             Some(4096)
         );
-        assert_eq!(check_image(&[], 0, "x").expect("empty").page_size, None);
+        assert!(check_image(&[], 0, "x")
+            .expect_err("an empty input is no database")
+            .to_string()
+            .contains("shorter than its header"));
         let refused = |header: &[u8], size: u64| {
             check_image(header, size, "x")
                 .expect_err("refused")
@@ -775,8 +772,12 @@ mod tests {
         let snapshot = load(&database, &small, Overwrite::Replace).expect("replace");
         assert_eq!(snapshot.size, small.len() as u64);
         assert_eq!(export(&database), small);
-        load(&database, &[], Overwrite::Replace).expect("empty");
-        assert_eq!(export(&database), Vec::<u8>::new());
+        let empty = load(&database, &[], Overwrite::Replace).expect_err("no database");
+        assert!(
+            empty.to_string().contains("shorter than its header"),
+            "{empty}"
+        );
+        assert_eq!(export(&database), small, "an empty input replaces nothing");
     }
 
     #[test]

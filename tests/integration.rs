@@ -222,41 +222,54 @@ fn the_cli_loads_the_library_by_its_bare_name() {
 }
 
 #[test]
-fn every_rollback_journal_mode_commits_and_wal_is_refused() {
-    for mode in ["delete", "truncate", "persist", "memory", "off"] {
-        let name = unique(&format!("journal-{mode}"));
+fn every_journal_mode_and_synchronous_level_commits_and_wal_keeps_the_mode() {
+    for (mode, synchronous) in [
+        ("delete", "full"),
+        ("truncate", "normal"),
+        ("persist", "off"),
+        ("memory", "off"),
+        ("off", "off"),
+        ("delete", "extra"),
+    ] {
+        let name = unique(&format!("journal-{mode}-{synchronous}"));
         {
             let connection = open(&name, "");
             let set: String = connection
                 .query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0))
                 .expect("mode");
             assert_eq!(set, mode);
+            connection
+                .execute_batch(&format!("PRAGMA synchronous={synchronous}"))
+                .expect("every synchronous level is taken");
             fill(&connection, 300, 200);
             connection
                 .execute("DELETE FROM t WHERE id % 3 = 0", [])
                 .expect("delete");
         }
         let connection = open(&name, "");
-        assert_eq!(count(&connection), 200, "journal_mode={mode}");
-        assert_eq!(integrity(&connection), "ok", "journal_mode={mode}");
+        assert_eq!(count(&connection), 200, "journal_mode={mode} {synchronous}");
+        assert_eq!(
+            integrity(&connection),
+            "ok",
+            "journal_mode={mode} {synchronous}"
+        );
     }
     let connection = open(&unique("wal"), "");
     fill(&connection, 10, 10);
-    let error = connection
-        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0))
-        .unwrap_err();
-    assert!(
-        error.to_string().contains("WAL is not supported"),
-        "{error}"
-    );
-    let mode: String = connection
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .expect("mode");
-    assert_eq!(mode, "delete");
-    let error = connection
-        .execute_batch("PRAGMA synchronous=OFF")
-        .unwrap_err();
-    assert!(error.to_string().contains("synchronous=OFF"), "{error}");
+    for attempt in ["WAL", "wal", "w"] {
+        let answer: String = connection
+            .query_row(&format!("PRAGMA journal_mode={attempt}"), [], |row| {
+                row.get(0)
+            })
+            .expect("answered with the mode in force, as SQLite answers");
+        assert_eq!(answer, "delete");
+    }
+    let why: String = connection
+        .query_row("SELECT s3vfs_last_error()", [], |row| row.get(0))
+        .expect("the reason");
+    assert!(why.contains("WAL is not available"), "{why}");
+    fill(&connection, 20, 10);
+    assert_eq!(count(&connection), 30);
 }
 
 #[test]

@@ -16,6 +16,9 @@ pub enum Fault {
     FailTransient,
     /// Reach the store, then report a transient error as if the reply was lost.
     LoseReply,
+    /// A conditional PUT answered 412 (the key exists) without reaching the store, as a
+    /// misbehaving server might.
+    RefuseCondition,
 }
 
 pub struct FaultyBackend {
@@ -66,7 +69,7 @@ impl FaultyBackend {
                 request.await?;
                 Err(self.error(operation, key))
             }
-            None => request.await,
+            Some(Fault::RefuseCondition) | None => request.await,
         }
     }
 }
@@ -86,6 +89,11 @@ impl Backend for FaultyBackend {
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
+        let operation = "PUT If-None-Match";
+        if self.faults.lock().first() == Some(&(operation, Fault::RefuseCondition)) {
+            self.take(operation);
+            return Ok(PutOutcome::AlreadyExists);
+        }
         self.around(
             "PUT If-None-Match",
             key,

@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_int};
 use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
+use sqlite3ext_sys::{sqlite3, sqlite3_api_routines, sqlite3_vfs};
 
 use super::{api, load_error, API};
 use crate::error::code;
@@ -97,12 +97,19 @@ fn register_auto_extension() -> Result<(), String> {
     }
 }
 
-/// Called by SQLite for each new connection.
+/// Called by SQLite for each new connection: refuses an s3vfs connection whose database has
+/// an empty path ("If any automatic extension fails ... the sqlite3_open() ... call that
+/// provoked the xEntryPoint() will fail"), and defines the SQL functions.
 unsafe extern "C" fn connection_opened(
     db: *mut sqlite3,
     pz_err_msg: *mut *mut c_char,
     _p_api: *mut sqlite3_api_routines,
 ) -> c_int {
+    if opens_an_empty_path(db) {
+        let message = format!("s3vfs: {}", super::vfs::EMPTY_PATH);
+        super::report(code::CANTOPEN, &message, true);
+        return load_error(pz_err_msg, &message);
+    }
     match catch_unwind(|| crate::sql::register(db)) {
         Ok(Ok(())) => code::OK,
         Ok(Err(error)) => load_error(
@@ -113,5 +120,37 @@ unsafe extern "C" fn connection_opened(
             pz_err_msg,
             "s3vfs: internal error while defining SQL functions",
         ),
+    }
+}
+
+/// Whether connection `db` has its main database through s3vfs under an empty path
+/// (`file:?vfs=s3vfs`), which SQLite makes a private temporary database without calling the
+/// VFS: nothing of it would reach the bucket.
+fn opens_an_empty_path(db: *mut sqlite3) -> bool {
+    const SQLITE_FCNTL_VFS_POINTER: c_int = 27;
+    let Some(api) = api() else { return false };
+    let (Some(file_control), Some(db_filename)) = (api.file_control, api.db_filename) else {
+        return false;
+    };
+    let mut vfs: *mut sqlite3_vfs = std::ptr::null_mut();
+    // SAFETY: `db` is the connection SQLite is opening; SQLITE_FCNTL_VFS_POINTER is answered
+    // by SQLite itself, writing the main database's `sqlite3_vfs*` through the pointer.
+    let result = unsafe {
+        file_control(
+            db,
+            c"main".as_ptr(),
+            SQLITE_FCNTL_VFS_POINTER,
+            (&mut vfs as *mut *mut sqlite3_vfs).cast(),
+        )
+    };
+    if result != code::OK || !super::vfs::is_s3vfs(vfs) {
+        return false;
+    }
+    // SAFETY: as above; "the sqlite3_db_filename(D,N) interface returns a pointer to the
+    // filename associated with database N of connection D" or NULL, a NUL-terminated string
+    // owned by the connection, empty for a temporary database, whose first byte is readable.
+    unsafe {
+        let name = db_filename(db, c"main".as_ptr());
+        name.is_null() || *name == 0
     }
 }

@@ -34,14 +34,22 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// The message of the last error s3vfs reported on this thread.
+/// The message of the last error (or notice) s3vfs reported on this thread since the last
+/// open of an s3vfs database or call of an s3vfs SQL function that works on a database.
 pub fn last_error() -> Option<String> {
     LAST_ERROR.with(|last| last.borrow().clone())
+}
+
+/// Starts a new [`last_error`] period: called when an s3vfs database is opened and when an
+/// s3vfs SQL function that works on a database is called.
+pub fn clear_last_error() {
+    LAST_ERROR.with(|last| *last.borrow_mut() = None);
 }
 
 /// Sends `message` to `sqlite3_log`, keeps it for `s3vfs_last_error()`, and (unless
 /// `S3VFS_LOG=off`) prints it on stderr when a person must act on it.
 pub fn report(result_code: c_int, message: &str, needs_attention: bool) {
+    let message = &crate::error::redact_credentials(message);
     LAST_ERROR.with(|last| *last.borrow_mut() = Some(message.to_string()));
     if let (Some(api), Ok(text)) = (api(), CString::new(message.replace('\0', " "))) {
         if let Some(log) = api.log {
@@ -118,6 +126,16 @@ pub(crate) fn database_of(db: *mut sqlite3, schema: &str) -> Option<Opened> {
         )
     };
     (result == code::OK).then_some(found).flatten()
+}
+
+/// Whether connection `db` is inside a transaction it opened with BEGIN (it is not in
+/// autocommit mode).
+pub(crate) fn in_transaction(db: *mut sqlite3) -> bool {
+    let Some(get_autocommit) = api().and_then(|api| api.get_autocommit) else {
+        return false;
+    };
+    // SAFETY: `db` is the connection SQLite passed to the calling SQL function.
+    unsafe { get_autocommit(db) == 0 }
 }
 
 /// The longest string or BLOB connection `db` accepts (`SQLITE_LIMIT_LENGTH`).

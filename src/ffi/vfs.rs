@@ -19,10 +19,17 @@ use crate::storage::ByteOffset;
 use crate::vfs::file::{DbFile, ReadOutcome};
 use crate::vfs::handle::Handle;
 use crate::vfs::lock::LockLevel;
+use crate::vfs::pragma::{self, PragmaAnswer};
 use crate::vfs::Database;
 
 /// The name the VFS is registered under.
 pub const VFS_NAME: &std::ffi::CStr = c"s3vfs";
+
+/// Why a database with an empty path is refused: SQLite would make it a private temporary
+/// database, and nothing would reach the bucket.
+pub const EMPTY_PATH: &str = "the database path is empty, so SQLite would open a private \
+    temporary database and nothing would reach the bucket: name the database, as in \
+    file:shop.db?vfs=s3vfs";
 
 /// s3vfs's own file-control opcode: hands the file's [`Database`] to `s3vfs_stats()`.
 pub const FCNTL_S3VFS_DATABASE: c_int = 0x5333_5646;
@@ -39,6 +46,7 @@ const SQLITE_OPEN_SUPER_JOURNAL: c_int = 0x0000_4000;
 const SQLITE_OPEN_WAL: c_int = 0x0008_0000;
 const SQLITE_FCNTL_VFSNAME: c_int = 12;
 const SQLITE_FCNTL_PRAGMA: c_int = 14;
+const SQLITE_FCNTL_SYNC: c_int = 21;
 const SQLITE_FCNTL_COMMIT_PHASETWO: c_int = 22;
 const SQLITE_IOCAP_POWERSAFE_OVERWRITE: c_int = 0x0000_1000;
 const SQLITE_IOCAP_SAFE_APPEND: c_int = 0x0000_0200;
@@ -55,6 +63,14 @@ struct S3File {
 /// and dynamic loading.
 static DEFAULT_VFS: AtomicPtr<sqlite3_vfs> = AtomicPtr::new(std::ptr::null_mut());
 
+/// The `s3vfs` VFS this library registered.
+static S3VFS: AtomicPtr<sqlite3_vfs> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Whether `vfs` is the `s3vfs` VFS.
+pub(crate) fn is_s3vfs(vfs: *mut sqlite3_vfs) -> bool {
+    !vfs.is_null() && vfs == S3VFS.load(Ordering::Acquire)
+}
+
 fn default_vfs() -> *mut sqlite3_vfs {
     DEFAULT_VFS.load(Ordering::Acquire)
 }
@@ -68,7 +84,9 @@ pub fn register() -> Result<()> {
         ));
     };
     // SAFETY: vfs_find takes a NUL-terminated name (or null for the default VFS).
-    if !unsafe { vfs_find(VFS_NAME.as_ptr()) }.is_null() {
+    let registered = unsafe { vfs_find(VFS_NAME.as_ptr()) };
+    if !registered.is_null() {
+        S3VFS.store(registered, Ordering::Release);
         return Ok(());
     }
     // SAFETY: as above.
@@ -105,6 +123,7 @@ pub fn register() -> Result<()> {
         xGetSystemCall: None,
         xNextSystemCall: None,
     }));
+    S3VFS.store(vfs, Ordering::Release);
     // SAFETY: the VFS struct is leaked, so it outlives every connection; 0 = not the default.
     let result = unsafe { vfs_register(vfs, 0) };
     if result != code::OK {
@@ -187,7 +206,10 @@ unsafe extern "C" fn x_open(
             }
             if flags & SQLITE_OPEN_WAL != 0 {
                 return Err(Error::Unsupported(
-                    "WAL mode is not supported; use a rollback journal mode".into(),
+                    "WAL mode is not available with s3vfs (a WAL needs memory shared by every \
+                     connection, and hosts sharing a bucket share none): use a rollback journal \
+                     mode (PRAGMA journal_mode=DELETE)"
+                        .into(),
                 ));
             }
             // SAFETY: forwarding SQLite's own arguments to the default VFS, which fills the
@@ -195,7 +217,12 @@ unsafe extern "C" fn x_open(
             Ok(unsafe { open_local(file, flags, out_flags) })
         });
     }
+    super::clear_last_error();
     guard(Operation::Open, || {
+        if name.is_null() {
+            // A temporary database (an empty path) spilling to disk.
+            return Err(Error::Config(EMPTY_PATH.into()));
+        }
         // SAFETY: SQLite passes the full pathname of a main database, with URI parameters.
         let path = unsafe { c_str(name) }
             .ok_or_else(|| Error::Config("the database name is not UTF-8".into()))?;
@@ -525,32 +552,28 @@ unsafe extern "C" fn x_check_reserved_lock(file: *mut sqlite3_file, result: *mut
     })
 }
 
-/// Refuses pragmas that would break s3vfs's guarantees, with a message saying why.
-fn refuse_pragma(name: &str, value: Option<&str>) -> Option<String> {
-    let value = value?
-        .trim()
-        .trim_matches(|c| c == '\'' || c == '"')
-        .to_ascii_lowercase();
-    match name.to_ascii_lowercase().as_str() {
-        "journal_mode" if value == "wal" => Some(
-            "s3vfs: journal_mode=WAL is not supported (the WAL would need shared memory across hosts); \
-             commits are atomic in every rollback journal mode: DELETE, TRUNCATE, PERSIST, MEMORY or OFF"
-                .into(),
-        ),
-        "synchronous" if value == "off" || value == "0" => Some(
-            "s3vfs: synchronous=OFF is not supported: s3vfs commits when SQLite syncs the database; \
-             use NORMAL or FULL (they cost the same here)"
-                .into(),
-        ),
-        _ => None,
-    }
-}
+/// The pragma argument SQLite matches no journal mode against, so that it only reports the
+/// mode in force.
+const NO_JOURNAL_MODE: &[u8] = b"?\0";
 
 unsafe extern "C" fn x_file_control(
     file: *mut sqlite3_file,
     op: c_int,
     argument: *mut c_void,
 ) -> c_int {
+    if op == SQLITE_FCNTL_SYNC {
+        // "The SQLITE_FCNTL_SYNC opcode is generated internally by SQLite and sent to the VFS
+        // immediately before the xSync method is invoked on a database file descriptor. Or, if
+        // the xSync method is not invoked because the user has configured SQLite with PRAGMA
+        // synchronous=OFF it is invoked in place of the xSync method." So this is the commit
+        // point at every synchronous level; the xSync that follows at NORMAL and above finds
+        // nothing left to commit.
+        return guard(Operation::Sync, || {
+            // SAFETY: a main database file opened by x_open.
+            unsafe { db_file(file) }.sync()?;
+            Ok(code::OK)
+        });
+    }
     guard(Operation::Other, || match op {
         SQLITE_FCNTL_PRAGMA => {
             // SAFETY: "the argument is a pointer to an array of pointers to strings (char**)
@@ -559,23 +582,38 @@ unsafe extern "C" fn x_file_control(
             let arguments = argument.cast::<*mut c_char>();
             let (name, value) = unsafe { (c_str(*arguments.add(1)), c_str(*arguments.add(2))) };
             // SAFETY: a main database file opened by x_open.
-            let legacy = unsafe { db_file(file) }.is_legacy();
-            let refused = name.and_then(|name| {
-                refuse_pragma(name, value).or_else(|| {
-                    legacy
-                        .then(|| crate::legacy::refuse_pragma(name, value))
-                        .flatten()
-                })
-            });
-            match refused {
-                Some(message) => {
-                    report(code::ERROR, &message, false);
-                    // SAFETY: "the VFS ... may set the first element of the array to an error
-                    // message obtained from sqlite3_mprintf()".
-                    unsafe { *arguments = sqlite_string(&message) };
-                    Ok(code::ERROR)
+            let layout = unsafe { db_file(file) }.database().layout;
+            let Some(name) = name else {
+                return Ok(code::NOTFOUND);
+            };
+            match pragma::answer(layout, name, value) {
+                PragmaAnswer::Sqlite => Ok(code::NOTFOUND),
+                PragmaAnswer::KeepJournalMode { why } => {
+                    report(code::WARNING, &why, false);
+                    // SQLite reads the pragma's value from this same string after the file
+                    // control returns NOTFOUND, and answers a value that names no journal mode
+                    // with the mode in force, as it does for WAL on a VFS without shared
+                    // memory. (With locking_mode=EXCLUSIVE it would otherwise switch to WAL.)
+                    // SAFETY: the third element is a NUL-terminated string of at least one
+                    // byte (the value named a journal mode, so it is not empty) that SQLite
+                    // allocated for this statement and keeps writable (a `char *`); two bytes
+                    // stay within it.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            NO_JOURNAL_MODE.as_ptr().cast::<c_char>(),
+                            *arguments.add(2),
+                            NO_JOURNAL_MODE.len(),
+                        )
+                    };
+                    Ok(code::NOTFOUND)
                 }
-                None => Ok(code::NOTFOUND),
+                PragmaAnswer::Ignore { why } => {
+                    report(code::WARNING, &why, false);
+                    // "If the file control returns SQLITE_OK, then the parser assumes that the
+                    // VFS has handled the PRAGMA itself and the parser generates a no-op
+                    // prepared statement if result string is NULL".
+                    Ok(code::OK)
+                }
             }
         }
         SQLITE_FCNTL_COMMIT_PHASETWO => {
@@ -614,18 +652,4 @@ unsafe extern "C" fn x_device_characteristics(file: *mut sqlite3_file) -> c_int 
         return SQLITE_IOCAP_POWERSAFE_OVERWRITE;
     }
     SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_SAFE_APPEND
-}
-
-#[cfg(test)]
-mod tests {
-    use super::refuse_pragma;
-
-    #[test]
-    fn wal_and_synchronous_off_are_refused_with_reasons() {
-        assert!(refuse_pragma("journal_mode", Some("WAL")).is_some_and(|m| m.contains("DELETE")));
-        assert!(refuse_pragma("journal_mode", Some("delete")).is_none());
-        assert!(refuse_pragma("journal_mode", None).is_none());
-        assert!(refuse_pragma("synchronous", Some("0")).is_some());
-        assert!(refuse_pragma("synchronous", Some("full")).is_none());
-    }
 }

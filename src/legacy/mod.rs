@@ -47,25 +47,6 @@ pub fn index_of_key(name: &str, key: &str) -> Option<BlockIndex> {
         .flatten()
 }
 
-/// Refuses the journal modes that keep no journal in the store: blocks are overwritten in
-/// place, so without one a crash in the middle of a commit would tear the database.
-pub fn refuse_pragma(name: &str, value: Option<&str>) -> Option<String> {
-    let value = value?
-        .trim()
-        .trim_matches(|c| c == '\'' || c == '"')
-        .to_ascii_lowercase();
-    (name.eq_ignore_ascii_case("journal_mode") && (value == "memory" || value == "off")).then(
-        || {
-            format!(
-                "s3vfs: journal_mode={} is not supported with layout=sqlite-s3vfs: blocks are \
-             overwritten in place, and without a journal in the bucket a crash during a commit \
-             would tear the database; use DELETE, TRUNCATE or PERSIST",
-                value.to_ascii_uppercase()
-            )
-        },
-    )
-}
-
 /// A content tag: the first 64 bits of the MD5 of a block, which is what S3 reports as the
 /// ETag of a single-part PUT. Cached blocks are keyed by it, so a cached block is only ever
 /// used for an object whose listed ETag says it has exactly that content.

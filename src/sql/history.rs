@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sqlite3ext_sys::{sqlite3_context, sqlite3_value};
-use sqlite_loadable::api;
+use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::Error as FunctionError;
 
 use crate::error::{Error, Result};
@@ -30,9 +30,18 @@ fn failed(error: Error) -> FunctionError {
 }
 
 /// The database `target` names: a schema of `context`'s connection, or a URI; not a past
-/// version.
+/// version, and one of the versioned layout (the sqlite-s3vfs layout keeps no history).
 fn resolve(context: *mut sqlite3_context, target: &str) -> Result<Arc<Database>> {
-    super::resolve_current(api::context_db_handle(context), target)
+    let database = super::resolve_current(api::context_db_handle(context), target)?;
+    if database.layout != crate::config::Layout::Versioned {
+        return Err(Error::Invalid(format!(
+            "{} has layout={}, which keeps no versions: migrate it with s3vfs_copy() to the \
+             versioned layout for history",
+            database.location.url(),
+            database.layout.name()
+        )));
+    }
+    Ok(database)
 }
 
 fn text_argument<'a>(
@@ -49,12 +58,25 @@ fn text_argument<'a>(
     }
 }
 
+/// The integer `value` holds: an INTEGER, a REAL without a fraction, or TEXT of digits.
+fn whole_number(value: &*mut sqlite3_value) -> Option<i64> {
+    match api::value_type(value) {
+        ValueType::Integer => Some(api::value_int64(value)),
+        ValueType::Float => {
+            let number = api::value_double(value);
+            (number.fract() == 0.0 && number.abs() < 9.0e15).then_some(number as i64)
+        }
+        ValueType::Text => api::value_text(value).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// `s3vfs_versions([target])`: a JSON array of the versions the store has, oldest first.
 pub fn versions(
     context: *mut sqlite3_context,
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
-    super::guarded(|| {
+    super::guarded_work(|| {
         let run = || -> Result<String> {
             let target = text_argument(values, 0, "the database")?.unwrap_or("main");
             let database = resolve(context, target)?;
@@ -86,19 +108,21 @@ pub fn restore(
     context: *mut sqlite3_context,
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
-    super::guarded(|| {
+    super::guarded_work(|| {
         let run = || -> Result<i64> {
             let target = text_argument(values, 0, "the database")?.unwrap_or("main");
             let version = values
                 .get(1)
-                .map(api::value_int64)
+                .and_then(whole_number)
                 .filter(|version| *version > 0)
                 .ok_or_else(|| {
-                    Error::Config(
-                        "s3vfs_restore(database, version): version must be a positive number"
+                    Error::Invalid(
+                        "s3vfs_restore(database, version): version must be a positive whole \
+                         number, such as 41 (see s3vfs_versions())"
                             .into(),
                     )
                 })?;
+            super::refuse_inside_transaction(api::context_db_handle(context), "s3vfs_restore()")?;
             let database = resolve(context, target)?;
             let restored = database.restore(Version(version as u64))?;
             Ok(restored.version.0 as i64)
@@ -114,7 +138,7 @@ pub fn collect(
     context: *mut sqlite3_context,
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
-    super::guarded(|| {
+    super::guarded_work(|| {
         let run = || -> Result<String> {
             let target = text_argument(values, 0, "the database")?.unwrap_or("main");
             let keep = match text_argument(values, 1, "keep")? {
@@ -127,6 +151,13 @@ pub fn collect(
                 })?,
             };
             let database = resolve(context, target)?;
+            if database.version().0 == 0 {
+                return Err(Error::Invalid(format!(
+                    "no database at {}: it has no committed version, so there is nothing to \
+                     collect; check the name and the bucket",
+                    database.location.url()
+                )));
+            }
             let (backend, location) = (database.backend(), database.location.clone());
             let report = runtime::block_on(gc::collect(backend, location, keep))?;
             serde_json::to_string(&report).map_err(|error| Error::Runtime(error.to_string()))

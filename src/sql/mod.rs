@@ -78,6 +78,29 @@ pub(crate) fn guarded(
         .unwrap_or_else(|_| Err(FunctionError::new_message("s3vfs: internal error")))
 }
 
+/// As [`guarded`], for a function that works on a database (all but `s3vfs_version()`,
+/// `s3vfs_stats()` and `s3vfs_last_error()`, which only report): its call starts a new period
+/// of `s3vfs_last_error()`.
+pub(crate) fn guarded_work(
+    body: impl FnOnce() -> Result<(), FunctionError>,
+) -> Result<(), FunctionError> {
+    crate::ffi::clear_last_error();
+    guarded(body)
+}
+
+/// Refuses a function that commits on its own (`what`) inside a transaction of the calling
+/// connection: its commit would be a version the transaction was not built on, so the
+/// transaction's own COMMIT would then fail as if another writer had committed.
+pub(crate) fn refuse_inside_transaction(db: *mut sqlite3, what: &str) -> Result<()> {
+    if crate::ffi::in_transaction(db) {
+        return Err(Error::Invalid(format!(
+            "{what} commits on its own and cannot run inside a transaction: call it after \
+             COMMIT or ROLLBACK"
+        )));
+    }
+    Ok(())
+}
+
 fn version(
     context: *mut sqlite3_context,
     _values: &[*mut sqlite3_value],
@@ -150,7 +173,7 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
         history::restore,
         FunctionFlags::UTF8,
     )?;
-    for arity in 1..=2 {
+    for arity in 0..=2 {
         define_scalar_function(db, "s3vfs_gc", arity, history::collect, FunctionFlags::UTF8)?;
     }
     transfer::register(db)

@@ -15,7 +15,7 @@ use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
-use super::{guarded, resolve, resolve_current, Past};
+use super::{guarded_work, resolve, resolve_current, Past};
 use crate::config::Layout;
 use crate::error::{Error, Operation, Result};
 use crate::storage::Snapshot;
@@ -100,7 +100,7 @@ fn answer(
     context: *mut sqlite3_context,
     body: impl FnOnce(*mut sqlite3) -> Result<()>,
 ) -> Result<(), FunctionError> {
-    guarded(|| {
+    guarded_work(|| {
         let outcome = body(api::context_db_handle(context));
         respond(context, outcome)
     })
@@ -146,6 +146,7 @@ fn deserialize(
     answer(context, |db| {
         let target = text_argument(values, 0, "the target database")?;
         let overwrite = overwrite_argument(values, 2)?;
+        super::refuse_inside_transaction(db, "s3vfs_deserialize()")?;
         let input = values
             .get(1)
             .ok_or_else(|| Error::Invalid("missing the database to deserialize".into()))?;
@@ -199,6 +200,7 @@ fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<
             resolve_source(db, text_argument(values, 0, "the source database")?)?;
         let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
         let overwrite = overwrite_argument(values, 2)?;
+        super::refuse_inside_transaction(db, "s3vfs_copy()")?;
         let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
         api::result_int64(context, copied as i64);
         Ok(())

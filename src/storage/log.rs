@@ -27,11 +27,24 @@ pub(crate) async fn get_record(
     location: &Location,
     version: Version,
 ) -> Result<ParsedRecord> {
+    find_record(backend, location, version)
+        .await?
+        .ok_or_else(|| Error::Corrupt {
+            key: location.log_key(version),
+            why: "listed commit record is missing".into(),
+        })
+}
+
+/// The commit record of `version`, or `None` when the store has none.
+async fn find_record(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    version: Version,
+) -> Result<Option<ParsedRecord>> {
     let key = location.log_key(version);
-    let body = backend.get(&key).await?.ok_or_else(|| Error::Corrupt {
-        key: key.clone(),
-        why: "listed commit record is missing".into(),
-    })?;
+    let Some(body) = backend.get(&key).await? else {
+        return Ok(None);
+    };
     let record = CommitRecord::decode(&key, &body)?;
     if record.version != version {
         return Err(Error::Corrupt {
@@ -39,7 +52,7 @@ pub(crate) async fn get_record(
             why: format!("names version {}", record.version.0),
         });
     }
-    Ok(record)
+    Ok(Some(record))
 }
 
 pub(crate) async fn get_checkpoint(
@@ -323,7 +336,18 @@ pub async fn commit(
         PutOutcome::Created => {}
         PutOutcome::AlreadyExists => {
             // A lost reply is not a lost commit: the record that exists may be ours.
-            let existing = get_record(&backend, &location, version).await?;
+            let existing = match find_record(&backend, &location, version).await? {
+                Some(existing) => existing,
+                None => {
+                    return Err(Error::NotCommitted(format!(
+                        "{}: the store refused to create the commit record of version {} \
+                         ({key} exists, it said) but has no such record; nothing was committed, \
+                         retry the transaction",
+                        location.url(),
+                        version.0
+                    )))
+                }
+            };
             if existing.txid != txid {
                 return Err(Error::Conflict {
                     bucket: location.bucket.clone(),
@@ -428,6 +452,24 @@ mod tests {
             block_on(commit(backend, location(), transaction(&empty(), 3))).expect("ours");
         assert_eq!(committed.version, Version(1));
         assert!(memory.object(&location().log_key(Version(1))).is_some());
+    }
+
+    #[test]
+    fn a_refused_commit_with_no_record_behind_it_commits_nothing_and_says_so() {
+        let memory = Arc::new(MemoryBackend::new());
+        let faulty = Arc::new(FaultyBackend::new(memory.clone()));
+        faulty.inject("PUT If-None-Match", Fault::RefuseCondition);
+        let backend: Arc<dyn Backend> = faulty;
+        let error = block_on(commit(backend, location(), transaction(&empty(), 3)))
+            .expect_err("nothing was committed");
+        let message = error.to_string();
+        assert!(matches!(error, Error::NotCommitted(_)), "{error:?}");
+        assert!(message.contains("nothing was committed"), "{message}");
+        assert_eq!(
+            error.sqlite_code(crate::error::Operation::Sync),
+            crate::error::code::BUSY
+        );
+        assert!(memory.object(&location().log_key(Version(1))).is_none());
     }
 
     #[test]

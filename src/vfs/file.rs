@@ -252,12 +252,26 @@ impl DbFile {
 
     /// Reads `buffer.len()` bytes at `offset`; past the end of the file the buffer is zeroed.
     pub fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
+        self.read_into(offset, buffer, true)
+    }
+
+    /// As [`DbFile::read`]; `read_ahead` lets a sequential reader fetch the next blocks along.
+    fn read_into(
+        &mut self,
+        offset: ByteOffset,
+        buffer: &mut [u8],
+        read_ahead: bool,
+    ) -> Result<ReadOutcome> {
         buffer.fill(0);
         let size = self.size();
         let available = size.saturating_sub(offset.0).min(buffer.len() as u64) as usize;
         let pieces = self.snapshot.block_size.pieces(offset, available);
         let indexes: Vec<BlockIndex> = pieces.iter().map(|piece| piece.block).collect();
-        let ahead = self.read_ahead(&indexes);
+        let ahead = if read_ahead {
+            self.read_ahead(&indexes)
+        } else {
+            Vec::new()
+        };
         let views = self.view_blocks(&indexes, &ahead)?;
         for (piece, view) in pieces.iter().zip(views) {
             let view = match self
@@ -528,34 +542,53 @@ impl DbFile {
         if self.doomed {
             return Ok(());
         }
-        if self.is_rollback_end()? {
+        if self.changes_nothing()? {
             self.txn = None;
             return Ok(());
         }
         self.publish()
     }
 
-    /// Whether the pending writes are SQLite restoring pages from its journal. SQLite
-    /// increments the file change counter (header bytes 24..28) in every commit of a
-    /// rollback-journal database; a sync whose header still carries the committed counter
-    /// ends a rollback (SQLite syncs after playing a journal back), and commits nothing.
-    fn is_rollback_end(&mut self) -> Result<bool> {
+    /// Whether the pending writes leave the file exactly as committed, as when SQLite plays a
+    /// journal back (a rollback whose pages had already reached the file) and then syncs: that
+    /// sync commits nothing. SQLite moves the file change counter (header bytes 24..28) on in
+    /// every commit, except in locking_mode=EXCLUSIVE after the first commit of the lock; so a
+    /// moved counter is a commit, and otherwise the content decides, compared block by block
+    /// (the blocks the transaction wrote, and those its truncations cut).
+    fn changes_nothing(&mut self) -> Result<bool> {
         const COUNTER: u64 = 24;
-        if self.txn.is_none()
-            || self.snapshot.version.0 == 0
-            || self.snapshot.size < COUNTER + 4
-            || self.size() < COUNTER + 4
-        {
+        let Some(txn) = self.txn.as_ref() else {
+            return Ok(true);
+        };
+        if self.snapshot.version.0 == 0 || txn.size != self.snapshot.size {
             return Ok(false);
         }
-        let mut pending = [0u8; 4];
-        self.read(ByteOffset(COUNTER), &mut pending)?;
-        let txn = self.txn.take();
-        let mut committed = [0u8; 4];
-        let read = self.read(ByteOffset(COUNTER), &mut committed);
-        self.txn = txn;
-        read?;
-        Ok(pending == committed)
+        let block_size = self.block_size();
+        let cut = txn.floor / block_size;
+        let mut compared: BTreeSet<BlockIndex> = txn.blocks.keys().copied().collect();
+        compared.extend((cut..self.snapshot.block_count()).map(BlockIndex));
+        if self.snapshot.size >= COUNTER + 4 {
+            // The counter first: for a commit outside exclusive locking, it decides at once.
+            compared.insert(BlockIndex(0));
+        }
+        for index in compared {
+            let start = ByteOffset(index.0 * block_size);
+            let len = self
+                .snapshot
+                .block_size
+                .block_len(index, self.snapshot.size) as usize;
+            let mut pending = vec![0u8; len];
+            self.read_into(start, &mut pending, false)?;
+            let txn = self.txn.take();
+            let mut committed = vec![0u8; len];
+            let read = self.read_into(start, &mut committed, false);
+            self.txn = txn;
+            read?;
+            if pending != committed {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Publishes the pending writes as the next version.
@@ -794,6 +827,76 @@ mod tests {
     fn file_matches_a_plain_vector_with_spills() {
         // A cache this small makes writes spill to the store before commit.
         run_model(0xdead_beef_cafe_f00d, 1024, 2048);
+    }
+
+    /// Commits `content` as the first version of a fresh database with 512-byte blocks.
+    fn committed_file(
+        content: &[u8],
+        cache_size: u64,
+    ) -> (Arc<dyn Backend>, Arc<Database>, DbFile) {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let database = Database::with_backend(
+            &config(512, cache_size),
+            backend.clone(),
+            RetryPolicy::default(),
+        )
+        .expect("opens");
+        let mut file = DbFile::new(database.clone(), Duration::ZERO);
+        file.lock(LockLevel::Exclusive)
+            .expect("locks")
+            .expect("not busy");
+        file.write(ByteOffset(0), content).expect("writes");
+        file.sync().expect("commits");
+        assert_eq!(database.version().0, 1);
+        (backend, database, file)
+    }
+
+    #[test]
+    fn commits_that_leave_the_change_counter_alone_are_published() {
+        // In locking_mode=EXCLUSIVE, SQLite moves the change counter only in the first commit
+        // of the lock: the ones after it must be published all the same.
+        let content: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        for cache_size in [1 << 20, 2048] {
+            let (backend, database, mut file) = committed_file(&content, cache_size);
+            let mut expected = content.clone();
+            for (round, offset) in [100usize, 1500, 3000].into_iter().enumerate() {
+                let data = vec![0xA0 + round as u8; 700];
+                expected[offset..offset + 700].copy_from_slice(&data);
+                file.write(ByteOffset(offset as u64), &data)
+                    .expect("writes");
+                file.sync().expect("commits");
+                assert_eq!(database.version().0, 2 + round as u64, "cache {cache_size}");
+            }
+            let reopened =
+                Database::with_backend(&config(512, cache_size), backend, RetryPolicy::default())
+                    .expect("reopens");
+            let mut reader = DbFile::new(reopened, Duration::ZERO);
+            assert_eq!(read_all(&mut reader), expected, "cache {cache_size}");
+        }
+    }
+
+    #[test]
+    fn a_sync_that_restores_the_committed_content_commits_nothing() {
+        // SQLite's rollback of a transaction whose pages reached the file: it writes the
+        // journal's pages back, then syncs. With a tiny cache the changes spill to the store
+        // first, and the comparison must read them back.
+        let content: Vec<u8> = (0..8192u32).map(|i| (i % 249) as u8).collect();
+        for cache_size in [1 << 20, 1024] {
+            let (_backend, database, mut file) = committed_file(&content, cache_size);
+            file.write(ByteOffset(600), &[1u8; 5000]).expect("writes");
+            file.write(ByteOffset(24), &[9u8; 4]).expect("writes");
+            file.truncate(3000).expect("truncates");
+            file.truncate(8192).expect("extends");
+            file.write(ByteOffset(0), &content)
+                .expect("plays the journal back");
+            file.sync().expect("syncs");
+            assert_eq!(
+                database.version().0,
+                1,
+                "cache {cache_size}: nothing committed"
+            );
+            assert_eq!(read_all(&mut file), content);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod handle;
 pub mod lock;
+pub mod pragma;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

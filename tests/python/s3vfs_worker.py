@@ -59,16 +59,27 @@ def cmd_insert(name, start, count):
     emit({"inserted": list(range(start, start + count)), "version": stats(conn)["version"]})
 
 
-def cmd_conflict(name, barrier_dir, me, parties):
-    """One racer: read the counter in a write transaction, wait for the others, increment it."""
+def cmd_conflict(name, barrier_dir, me, parties, journal_mode="delete", synchronous="full"):
+    """One racer: read the counter in a write transaction, wait for the others, increment it
+    and sign it; then report what its connection reads afterwards."""
     barrier = Path(barrier_dir)
     conn = connect(name)
+    conn.execute(f"PRAGMA journal_mode={journal_mode}")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    (seen,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
     conn.execute("BEGIN IMMEDIATE")
     (seen,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
     (barrier / f"ready-{me}").touch()
     wait_for_files([barrier / f"ready-{i}" for i in range(int(parties))], timeout=30)
-    conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
-    result = {"me": int(me), "seen": seen}
+    conn.execute("UPDATE counter SET n = n + 1, last = ? WHERE id = 1", (int(me),))
+    result = {
+        "me": int(me),
+        "seen": seen,
+        "pragmas": [
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        ],
+    }
     try:
         conn.execute("COMMIT")
         result.update(committed=True)
@@ -82,7 +93,9 @@ def cmd_conflict(name, barrier_dir, me, parties):
         )
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-    (result["after"],) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+    result["after"], result["last_after"] = conn.execute(
+        "SELECT n, last FROM counter WHERE id = 1"
+    ).fetchone()
     result["integrity"] = integrity(conn)
     emit(result)
 

@@ -162,13 +162,24 @@ def test_a_writer_killed_mid_commit_is_rolled_back_by_the_other(writer, recovere
     check(other, expected)
 
 
-def test_journal_modes_without_a_stored_journal_are_refused():
+def test_journal_modes_without_a_stored_journal_keep_the_mode_in_force():
+    """MEMORY, OFF and WAL would leave no journal in the bucket: they answer with the mode in
+    force, as SQLite answers a mode it cannot use; synchronous=OFF keeps the level in force."""
     name = unique_name("journal-mode")
     conn = s3vfs_connect(name, 4096)
     conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
-    for mode in ("MEMORY", "OFF", "WAL"):
-        with pytest.raises(apsw.Error):
-            conn.execute(f"PRAGMA journal_mode={mode}").fetchall()
+    for kept in ("delete", "truncate"):
+        assert conn.execute(f"PRAGMA journal_mode={kept}").fetchone()[0] == kept
+        for mode in ("MEMORY", "OFF", "WAL", "m"):
+            assert conn.execute(f"PRAGMA journal_mode={mode}").fetchall() == [(kept,)]
+            assert "is not available" in conn.execute("SELECT s3vfs_last_error()").fetchone()[0]
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == kept
+    level = conn.execute("PRAGMA synchronous").fetchone()[0]
+    assert conn.execute("PRAGMA synchronous=OFF").fetchall() == []
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == level != 0
+    assert "synchronous=OFF" in conn.execute("SELECT s3vfs_last_error()").fetchone()[0]
+    conn.execute("PRAGMA synchronous=NORMAL")
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
     for mode in ("truncate", "persist", "delete"):
         assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
         conn.execute("INSERT INTO t(v) VALUES(?)", (mode,))

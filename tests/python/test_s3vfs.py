@@ -12,6 +12,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from s3vfs_util import (
     SQLITE_BUSY_SNAPSHOT,
     connect,
@@ -30,7 +32,7 @@ def counter_value(conn):
 
 def make_counter(name, start):
     conn = connect(name)
-    conn.execute("CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+    conn.execute("CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, last INTEGER)")
     conn.execute("CREATE TABLE log(worker INTEGER NOT NULL, value INTEGER NOT NULL)")
     conn.execute("INSERT INTO counter(id, n) VALUES(1, ?)", (start,))
     return conn
@@ -55,20 +57,42 @@ def test_apsw_round_trip():
     assert result["rows"] == [list(row) for row in rows]
 
 
-def test_two_processes_conflict(tmp_path):
+SYNCHRONOUS_LEVELS = {"off": 0, "normal": 1, "full": 2, "extra": 3}
+
+
+@pytest.mark.parametrize(
+    "journal_mode,synchronous,rounds",
+    [
+        ("delete", "full", 5),
+        ("delete", "off", 2),
+        ("truncate", "normal", 2),
+        ("persist", "off", 2),
+        ("memory", "off", 2),
+        ("off", "off", 2),
+        ("off", "extra", 2),
+    ],
+)
+def test_two_processes_conflict(tmp_path, journal_mode, synchronous, rounds):
+    """Two writers built on the same version, each bumping the header's change counter to the
+    same value: one wins, the other gets BUSY_SNAPSHOT, and nothing of the loser stays in its
+    connection's page cache: its next transaction reads the winner's row."""
     name = unique_name("conflict")
     start = 100
     conn = make_counter(name, start)
     version_before = stats(conn)["version"]
-    rounds = 5
     for round_number in range(rounds):
         barrier = tmp_path / f"round-{round_number}"
         barrier.mkdir()
-        racers = [start_worker("conflict", name, barrier, me, 2) for me in range(2)]
+        racers = [
+            start_worker("conflict", name, barrier, me, 2, journal_mode, synchronous) for me in range(2)
+        ]
         results = [finish_worker(racer, timeout=60) for racer in racers]
         expected = start + round_number
         detail = f"round {round_number}: {results}"
         assert [r["seen"] for r in results] == [expected, expected], detail
+        assert all(
+            r["pragmas"] == [journal_mode, SYNCHRONOUS_LEVELS[synchronous]] for r in results
+        ), f"the pragmas are in force as set; {detail}"
         winners = [r for r in results if r["committed"]]
         losers = [r for r in results if not r["committed"]]
         assert len(winners) == 1 and len(losers) == 1, f"exactly one commit must win; {detail}"
@@ -78,6 +102,8 @@ def test_two_processes_conflict(tmp_path):
         # SQLite rolled the loser's transaction back: nothing of it is left to commit later.
         assert loser["in_transaction_after"] is False, detail
         assert all(r["after"] == expected + 1 for r in results), f"no lost update, no double apply; {detail}"
+        # The loser's page cache kept nothing of its own write: it reads the winner's signature.
+        assert all(r["last_after"] == winners[0]["me"] for r in results), detail
         assert all(r["integrity"] == ["ok"] for r in results), detail
         assert counter_value(conn) == expected + 1, detail
     assert counter_value(conn) == start + rounds
