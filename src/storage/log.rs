@@ -158,6 +158,53 @@ pub async fn load_latest(
     Ok(Some(Arc::new(snapshot)))
 }
 
+/// How a freshness check looks for versions after the one a process knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// GET the next version's commit record. A missing record proves that the known version is
+    /// still the newest, provided the last proof of that is younger than half the collector's
+    /// margin: the collector deletes a record only once its successor is older than the margin,
+    /// so a next record created after that proof cannot be gone yet. One GET, and when a new
+    /// version exists the GET brings its record.
+    NextRecord,
+    /// LIST the log after the known version: a proof at any age.
+    List,
+}
+
+/// The newest committed snapshot after `known`, or `None` when `known` is still the newest.
+/// [`Probe::NextRecord`] costs one GET when nothing changed, and two GETs (plus the checkpoint
+/// when it changed) when one version was added; further behind, it lists the log.
+pub async fn newer_than(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    known: Arc<Snapshot>,
+    probe: Probe,
+) -> Result<Option<Arc<Snapshot>>> {
+    let newest = match probe {
+        Probe::List => match newest_version(&backend, &location, Some(known.version)).await? {
+            Some(newest) => get_record(&backend, &location, newest).await?,
+            None => return Ok(None),
+        },
+        Probe::NextRecord => {
+            let next = Version(known.version.0 + 1);
+            let Some(record) = find_record(&backend, &location, next).await? else {
+                return Ok(None);
+            };
+            let after = Version(next.0 + 1);
+            if find_record(&backend, &location, after).await?.is_none() {
+                record
+            } else {
+                let newest = newest_version(&backend, &location, Some(after))
+                    .await?
+                    .unwrap_or(after);
+                get_record(&backend, &location, newest).await?
+            }
+        }
+    };
+    let snapshot = snapshot_of(&backend, &location, newest, Some(&known)).await?;
+    Ok(Some(Arc::new(snapshot)))
+}
+
 /// Everything a transaction hands over to be committed.
 pub struct Transaction {
     pub parent: Arc<Snapshot>,
@@ -528,6 +575,69 @@ mod tests {
         assert_eq!(loaded.version, parent.version);
         // head, LIST, newest record, its checkpoint.
         assert_eq!(metrics.snapshot().requests(), 4, "{:?}", metrics.snapshot());
+    }
+
+    #[test]
+    fn a_check_by_the_next_record_costs_one_get_and_follows_any_distance() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let metrics = Arc::new(Metrics::default());
+        let metered: Arc<dyn Backend> =
+            Arc::new(MeteredBackend::new(memory.clone(), vec![metrics.clone()]));
+        let check = |known: &Arc<Snapshot>| {
+            let before = metrics.snapshot();
+            let found = block_on(newer_than(
+                metered.clone(),
+                location(),
+                known.clone(),
+                Probe::NextRecord,
+            ))
+            .expect("checks");
+            let after = metrics.snapshot();
+            (found, after.get - before.get, after.list - before.list)
+        };
+        let empty = empty();
+        assert!(matches!(check(&empty), (None, 1, 0)));
+        let first =
+            block_on(commit(memory.clone(), location(), transaction(&empty, 1))).expect("commits");
+        let (found, gets, lists) = check(&empty);
+        assert_eq!(found.expect("newer").version, Version(1));
+        // The record of 1, no record 2, the checkpoint 1 is based on.
+        assert_eq!((gets, lists), (3, 0));
+        let (found, gets, lists) = check(&first);
+        assert!(found.is_none());
+        assert_eq!((gets, lists), (1, 0), "nothing new: one GET, no LIST");
+        let mut parent = first.clone();
+        for round in 0..5 {
+            parent = block_on(commit(
+                memory.clone(),
+                location(),
+                transaction(&parent, round),
+            ))
+            .expect("commits");
+        }
+        let (found, gets, lists) = check(&first);
+        let found = found.expect("newer");
+        assert_eq!(found.version, parent.version);
+        assert_eq!(
+            found.block_txid(BlockIndex(1)),
+            parent.block_txid(BlockIndex(1))
+        );
+        assert_eq!(lists, 1, "far behind: one LIST");
+        assert_eq!(gets, 3, "records 2 and 3, then the newest");
+        let (found, _, lists) = {
+            let before = metrics.snapshot();
+            let found = block_on(newer_than(
+                metered.clone(),
+                location(),
+                parent.clone(),
+                Probe::List,
+            ))
+            .expect("checks");
+            (found, 0, metrics.snapshot().list - before.list)
+        };
+        assert!(found.is_none());
+        assert_eq!(lists, 1);
     }
 
     #[test]

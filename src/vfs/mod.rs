@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::backend::metered::{process_metrics, MeteredBackend, Metrics, MetricsSnapshot};
 use crate::backend::retry::{RetryPolicy, RetryingBackend};
@@ -23,13 +23,14 @@ use crate::config::{Config, Layout};
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::storage::history::{self, Pin};
-use crate::storage::log::{self, MAX_IN_FLIGHT};
+use crate::storage::log::{self, Probe, MAX_IN_FLIGHT};
 use crate::storage::{Location, Snapshot, Version};
 use lock::LockTable;
 
 struct Latest {
     snapshot: Arc<Snapshot>,
-    /// When the freshness check that found `snapshot` to be the newest started.
+    /// When the freshness check that found `snapshot` to be the newest started (or the commit
+    /// of this process that made it): the last proof that no newer version existed.
     checked: Instant,
 }
 
@@ -45,6 +46,9 @@ pub struct Database {
     metrics: Arc<Metrics>,
     cache: BlockCache,
     latest: Mutex<Latest>,
+    /// Whether a freshness check is under way ([`Database::refresh_checked`]).
+    checking: Mutex<bool>,
+    check_done: Condvar,
     pub(crate) locks: Mutex<LockTable>,
 }
 
@@ -190,6 +194,8 @@ impl Database {
             metrics,
             cache: BlockCache::new(config.cache_size),
             latest: Mutex::new(Latest { snapshot, checked }),
+            checking: Mutex::new(false),
+            check_done: Condvar::new(),
             locks: Mutex::new(LockTable::default()),
         });
         if config.layout == Layout::SqliteS3vfs {
@@ -251,7 +257,8 @@ impl Database {
         self.latest.lock().snapshot.clone()
     }
 
-    /// The newest committed version: one LIST, unless the last check is younger than `staleness`.
+    /// The newest committed version: one GET (see [`Probe`]), unless the last check is younger
+    /// than `staleness`.
     pub fn refresh(&self, staleness: Duration) -> Result<Arc<Snapshot>> {
         self.refresh_checked(staleness)
             .map(|(snapshot, _)| snapshot)
@@ -259,19 +266,43 @@ impl Database {
 
     /// As [`Database::refresh`], with the instant the freshness check that found the version
     /// started: a commit on top of it must land within half the collector's margin of that.
+    ///
+    /// The connections and threads of this process share checks: a check that started after
+    /// this call began sees every commit that completed before it, so it serves this call too,
+    /// and while one check is under way the others wait for it instead of sending their own.
     pub fn refresh_checked(&self, staleness: Duration) -> Result<(Arc<Snapshot>, Instant)> {
-        let known = {
-            let latest = self.latest.lock();
-            if !staleness.is_zero() && latest.checked.elapsed() < staleness {
-                return Ok((latest.snapshot.clone(), latest.checked));
+        let began = Instant::now();
+        loop {
+            {
+                let latest = self.latest.lock();
+                let fresh_enough = !staleness.is_zero() && latest.checked.elapsed() < staleness;
+                if latest.checked >= began || fresh_enough {
+                    return Ok((latest.snapshot.clone(), latest.checked));
+                }
             }
-            latest.snapshot.clone()
+            let mut checking = self.checking.lock();
+            if !*checking {
+                *checking = true;
+                break;
+            }
+            self.check_done.wait(&mut checking);
+        }
+        let _check = CheckUnderWay(self);
+        let (known, proven) = {
+            let latest = self.latest.lock();
+            (latest.snapshot.clone(), latest.checked)
+        };
+        // Before the first version is known, so is not the database's margin: list.
+        let probe = if known.version.0 > 0 && proven.elapsed() < known.gc_margin / 2 {
+            Probe::NextRecord
+        } else {
+            Probe::List
         };
         let (backend, location) = (self.backend.clone(), self.location.clone());
         let started = Instant::now();
-        let loaded = runtime::block_on(log::load_latest(backend, location, Some(known.clone())))?;
+        let found = runtime::block_on(log::newer_than(backend, location, known, probe))?;
         let mut latest = self.latest.lock();
-        if let Some(snapshot) = loaded {
+        if let Some(snapshot) = found {
             if snapshot.version > latest.snapshot.version {
                 latest.snapshot = snapshot;
             }
@@ -380,6 +411,17 @@ impl Database {
     }
 }
 
+/// Marks a freshness check under way; when it ends, however it ends (an error or a panic
+/// included), the connections waiting for it are woken.
+struct CheckUnderWay<'a>(&'a Database);
+
+impl Drop for CheckUnderWay<'_> {
+    fn drop(&mut self) {
+        *self.0.checking.lock() = false;
+        self.0.check_done.notify_all();
+    }
+}
+
 /// Refuses to create a database of the versioned layout where one of the sqlite-s3vfs layout
 /// is (`P/0000000000` exists): the two would mix their objects under one prefix.
 fn refuse_legacy_data(backend: &Arc<dyn Backend>, location: &Location) -> Result<()> {
@@ -398,5 +440,113 @@ fn refuse_legacy_data(backend: &Arc<dyn Backend>, location: &Location) -> Result
             object.key
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::{BackendResult, ObjectInfo, PutOutcome};
+    use crate::storage::BlockSize;
+
+    /// The in-memory store with 5 ms per request, so that checks overlap.
+    #[derive(Default)]
+    struct Slow(MemoryBackend);
+
+    #[async_trait::async_trait]
+    impl Backend for Slow {
+        fn bucket(&self) -> &str {
+            self.0.bucket()
+        }
+        async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, body: Bytes) -> BackendResult<()> {
+            self.0.put(key, body).await
+        }
+        async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
+            self.0.put_if_absent(key, body).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+        ) -> BackendResult<Vec<ObjectInfo>> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.0.list(prefix, start_after).await
+        }
+        async fn delete(&self, keys: &[String]) -> BackendResult<()> {
+            self.0.delete(keys).await
+        }
+    }
+
+    #[test]
+    fn threads_share_freshness_checks_and_each_sees_what_was_committed_before_it_began() {
+        let mut config =
+            Config::parse("shared.db", &[("bucket".into(), "memory".into())], |_| None)
+                .expect("valid");
+        config.block_size = BlockSize::new(512);
+        let backend: Arc<dyn Backend> = Arc::new(Slow::default());
+        let writer = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+            .expect("opens");
+        let reader =
+            Database::with_backend(&config, backend, RetryPolicy::default()).expect("opens");
+        let commit = |database: &Arc<Database>| -> Version {
+            let (parent, checked) = database.refresh_checked(Duration::ZERO).expect("checks");
+            let transaction = log::Transaction {
+                parent,
+                txid: crate::storage::TxId::random(),
+                size: 512,
+                upload: vec![(crate::storage::BlockIndex(0), Bytes::from(vec![7u8; 512]))],
+                uploaded: Default::default(),
+                checked,
+                first_upload: None,
+            };
+            let (backend, location) = (database.backend(), database.location.clone());
+            let started = Instant::now();
+            let snapshot =
+                runtime::block_on(log::commit(backend, location, transaction)).expect("commits");
+            database.published(snapshot.clone(), started);
+            snapshot.version
+        };
+        let first = commit(&writer);
+        assert_eq!(
+            reader.refresh(Duration::ZERO).expect("checks").version,
+            first
+        );
+        let threads = 8;
+        let rounds = 40;
+        let before = reader.metrics.snapshot();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..rounds {
+                        reader.refresh(Duration::ZERO).expect("checks");
+                    }
+                });
+            }
+        });
+        let used = reader.metrics.snapshot();
+        let checks = used.get - before.get;
+        assert_eq!(
+            used.list, before.list,
+            "no LIST while the last proof is fresh"
+        );
+        assert!(
+            checks * 2 <= threads * rounds,
+            "{checks} GETs for {} freshness checks",
+            threads * rounds
+        );
+        eprintln!("{checks} GETs for {} freshness checks", threads * rounds);
+        // Strict: a check begun after a commit completed always sees it.
+        for _ in 0..3 {
+            let committed = commit(&writer);
+            assert_eq!(
+                reader.refresh(Duration::ZERO).expect("checks").version,
+                committed
+            );
+        }
     }
 }
