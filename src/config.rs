@@ -11,6 +11,9 @@ use crate::storage::{BlockSize, Location, Version};
 
 /// The default byte budget of the block cache of one database.
 pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
+/// The default byte budget of the block caches of databases no connection has open
+/// (`S3VFS_IDLE_CACHE_SIZE`): one database's default cache.
+pub const DEFAULT_IDLE_CACHE_SIZE: u64 = DEFAULT_CACHE_SIZE;
 /// The largest `cache_size`: 1 TiB.
 pub const MAX_CACHE_SIZE: u64 = 1 << 40;
 /// The longest `staleness`: a day.
@@ -89,6 +92,9 @@ pub struct Config {
     pub pin: Option<Pin>,
     /// `gc_margin=`: the collector's safety margin of a database being created.
     pub gc_margin: Option<Duration>,
+    /// `S3VFS_IDLE_CACHE_SIZE`: bytes of cached blocks the process keeps for databases no
+    /// connection has open.
+    pub idle_cache_size: u64,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -324,6 +330,17 @@ impl Config {
                 )));
             }
         }
+        let idle_cache_size = match env("S3VFS_IDLE_CACHE_SIZE") {
+            None => DEFAULT_IDLE_CACHE_SIZE,
+            Some(text) => parse_bytes(&text)
+                .filter(|bytes| *bytes <= MAX_CACHE_SIZE)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "environment variable S3VFS_IDLE_CACHE_SIZE={text:?} is malformed: \
+                         expected a size up to 1 TiB, such as 0 or 64M"
+                    ))
+                })?,
+        };
         // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing.
         let path_style = path_style.unwrap_or(endpoint_url.is_some());
         Ok(Config {
@@ -339,6 +356,7 @@ impl Config {
             layout,
             pin,
             gc_margin,
+            idle_cache_size,
         })
     }
 

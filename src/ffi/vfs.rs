@@ -456,7 +456,10 @@ unsafe extern "C" fn x_close(file: *mut sqlite3_file) -> c_int {
         // SAFETY: as above; the pointer is nulled so it cannot be freed twice.
         let mut handle = unsafe { Box::from_raw(s3_file.file) };
         s3_file.file = std::ptr::null_mut();
-        handle.close()?;
+        let closed = handle.close();
+        drop(handle);
+        crate::vfs::connection_closed();
+        closed?;
         Ok(code::OK)
     })
 }

@@ -6,7 +6,7 @@ pub mod handle;
 pub mod lock;
 pub mod pragma;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ struct Latest {
 /// and the locks of the connections that have it open.
 pub struct Database {
     pub location: Location,
+    /// The process (see [`runtime::generation`]) that opened it.
+    generation: u32,
     pub layout: Layout,
     pub cache_size: u64,
     /// The file size a connection last saw, for a database of the sqlite-s3vfs layout.
@@ -75,6 +77,60 @@ struct RegistryKey {
 fn registry() -> &'static Mutex<HashMap<RegistryKey, Weak<Database>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<RegistryKey, Weak<Database>>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
+}
+
+/// The databases this process used last, most recent at the back: a database no connection
+/// has open stays here, with its block cache, while the caches of such idle databases hold at
+/// most [`IDLE_CACHE_SIZE`] bytes in all, so that a connection opened later (a connection per
+/// request, a pool's new connection, the next CLI command's) finds its blocks cached.
+fn kept() -> &'static Mutex<VecDeque<Arc<Database>>> {
+    static KEPT: OnceLock<Mutex<VecDeque<Arc<Database>>>> = OnceLock::new();
+    KEPT.get_or_init(Default::default)
+}
+
+/// The byte budget of the caches of idle databases (`S3VFS_IDLE_CACHE_SIZE`), as the last
+/// open read it.
+static IDLE_CACHE_SIZE: AtomicU64 = AtomicU64::new(crate::config::DEFAULT_IDLE_CACHE_SIZE);
+
+/// At most this many databases are kept, idle or not.
+const MAX_KEPT: usize = 64;
+
+/// Marks `database` as the most recently used, then trims the idle ones.
+fn keep(database: &Arc<Database>) {
+    let mut kept = kept().lock();
+    kept.retain(|other| !Arc::ptr_eq(other, database));
+    kept.push_back(database.clone());
+    trim(&mut kept);
+}
+
+/// Lets go of the least recently used idle databases (only this list holds them) until their
+/// caches fit the budget; databases of an earlier process (before a fork) go first.
+fn trim(kept: &mut VecDeque<Arc<Database>>) {
+    let idle = |database: &Arc<Database>| Arc::strong_count(database) == 1;
+    kept.retain(|database| !(idle(database) && database.generation != runtime::generation()));
+    let budget = IDLE_CACHE_SIZE.load(Ordering::Relaxed);
+    let mut idle_bytes: u64 = kept
+        .iter()
+        .filter(|database| idle(database))
+        .map(|database| database.cache.stats().bytes)
+        .sum();
+    let mut index = 0;
+    while index < kept.len() && (idle_bytes > budget || kept.len() > MAX_KEPT) {
+        if idle(&kept[index]) {
+            idle_bytes -= kept[index].cache.stats().bytes.min(idle_bytes);
+            kept.remove(index);
+        } else {
+            index += 1;
+        }
+    }
+    if budget == 0 {
+        kept.retain(|database| !idle(database));
+    }
+}
+
+/// Called when a connection closed its database file: keeps the idle caches within budget.
+pub fn connection_closed() {
+    trim(&mut kept().lock());
 }
 
 /// S3 clients by runtime generation, endpoint and bucket.
@@ -133,20 +189,29 @@ impl Database {
             endpoint: config.endpoint.clone(),
             location: config.location.clone(),
         };
-        if let Some(database) = registry().lock().get(&key).and_then(Weak::upgrade) {
+        IDLE_CACHE_SIZE.store(config.idle_cache_size, Ordering::Relaxed);
+        let found = registry().lock().get(&key).and_then(Weak::upgrade);
+        if let Some(database) = found {
             database.check_layout(config)?;
             database.check_block_size(config)?;
+            keep(&database);
             return Ok(database);
         }
         let backend = s3_backend(&config.endpoint, &config.location.bucket)?;
         let database = Database::with_backend(config, backend, RetryPolicy::default())?;
-        let mut registry = registry().lock();
-        registry.retain(|_, database| database.strong_count() > 0);
-        // Another thread may have opened it meanwhile: share that one.
-        if let Some(existing) = registry.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
-        }
-        registry.insert(key, Arc::downgrade(&database));
+        let database = {
+            let mut registry = registry().lock();
+            registry.retain(|_, database| database.strong_count() > 0);
+            // Another thread may have opened it meanwhile: share that one.
+            match registry.get(&key).and_then(Weak::upgrade) {
+                Some(existing) => existing,
+                None => {
+                    registry.insert(key, Arc::downgrade(&database));
+                    database
+                }
+            }
+        };
+        keep(&database);
         Ok(database)
     }
 
@@ -187,6 +252,7 @@ impl Database {
         };
         let database = Arc::new(Database {
             location,
+            generation: runtime::generation(),
             layout: config.layout,
             cache_size: config.cache_size,
             legacy_size: AtomicU64::new(0),

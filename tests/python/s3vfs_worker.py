@@ -349,6 +349,28 @@ def cmd_transfer_memory(direction, uri, path, warm_uri, warm_path):
           "hwm_before_kib": before, "hwm_after_kib": vm_hwm_kib()})
 
 
+def process_requests():
+    conn = apsw.Connection(":memory:")
+    try:
+        return json.loads(conn.execute("SELECT s3vfs_stats()").fetchone()[0])["process"]["detail"]
+    finally:
+        conn.close()
+
+
+def cmd_reopen(name, block_size):
+    """Reads table t through one connection, closes it, and reads it again through a new
+    one: reports the requests each connection cost (its open included)."""
+    costs, rows = [], []
+    for _ in range(2):
+        before = process_requests()
+        conn = connect(name, block_size=block_size)
+        rows.append(conn.execute("SELECT sum(length(val)), count(*) FROM t").fetchone())
+        conn.close()
+        after = process_requests()
+        costs.append({kind: after[kind] - before[kind] for kind in ("get", "list", "put")})
+    emit({"costs": costs, "rows": rows})
+
+
 COMMANDS = {
     "generations": cmd_generations,
     "observe": cmd_observe,
@@ -362,6 +384,7 @@ COMMANDS = {
     "big_commit": cmd_big_commit,
     "big_rollback": cmd_big_rollback,
     "digest": cmd_digest,
+    "reopen": cmd_reopen,
 }
 
 

@@ -9,6 +9,7 @@ other processes runs in tests/python/s3vfs_worker.py, always under a timeout.
 import json
 import random
 import signal
+import subprocess
 import threading
 import time
 
@@ -18,6 +19,8 @@ from s3vfs_util import (
     SQLITE_BUSY_SNAPSHOT,
     connect,
     finish_worker,
+    worker_command,
+    worker_env,
     integrity,
     run_worker,
     start_worker,
@@ -305,3 +308,30 @@ def test_large_transaction_rollback():
     # Before the ROLLBACK, the transaction saw all of its own changes.
     deleted = r["base_rows"] // 3
     assert r["inside"]["count"] == r["base_rows"] + r["rows"] - deleted, f"the transaction lost its own rows: {r}"
+
+
+def test_a_new_connection_finds_the_blocks_a_closed_one_fetched():
+    """The process keeps a database's block cache after its last connection closes (within
+    S3VFS_IDLE_CACHE_SIZE): a connection opened later pays its freshness check and no block
+    GET. With a budget of 0, the new connection fetches every block again."""
+    name = unique_name("reopen")
+    conn = connect(name, block_size=4096)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, val TEXT NOT NULL)")
+    conn.executemany("INSERT INTO t(val) VALUES(?)", [("x" * 500,) for _ in range(400)])
+    conn.close()
+    kept = run_worker("reopen", name, 4096)
+    first, second = kept["costs"]
+    assert kept["rows"] == [[200000, 400], [200000, 400]], kept
+    assert first["get"] > 40, f"the first connection fetches the blocks: {kept}"
+    # Two read transactions (SQLite reads the schema, then runs the query), each one
+    # freshness GET, and no block GET.
+    assert second == {"get": 2, "list": 0, "put": 0}, f"only the freshness GETs: {kept}"
+
+    env = dict(worker_env(), S3VFS_IDLE_CACHE_SIZE="0")
+    proc = subprocess.Popen(
+        worker_command("reopen", name, 4096), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env,
+    )
+    dropped = finish_worker(proc, timeout=60)
+    first, second = dropped["costs"]
+    assert second["get"] >= first["get"] - 1 > 40, f"nothing kept with a budget of 0: {dropped}"
