@@ -186,6 +186,43 @@ def lookups(conn, keys):
             raise AssertionError(f"row {key} not found")
 
 
+def lookups_in_threads(system, name, keys, threads):
+    """`keys` split over `threads` threads, each with a connection of its own, all at once."""
+    import threading
+
+    errors = []
+    connections = [system.connect(name) for _ in range(threads)]
+
+    def work(conn, share):
+        try:
+            lookups(conn, share)
+        except Exception as error:  # noqa: BLE001 - reported after the join
+            errors.append(error)
+
+    workers = [
+        threading.Thread(target=work, args=(conn, keys[index::threads]))
+        for index, conn in enumerate(connections)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for conn in connections:
+        conn.close()
+    if errors:
+        raise errors[0]
+
+
+def lookups_connecting(system, name, keys):
+    """One connection per lookup, as a web app that opens one per request."""
+    for key in keys:
+        conn = system.connect(name)
+        found = conn.execute("SELECT n, v FROM t WHERE id = ?", (key,)).fetchall()
+        conn.close()
+        if len(found) != 1:
+            raise AssertionError(f"row {key} not found")
+
+
 def count_rows(conn):
     return conn.execute("SELECT count(*) FROM t").fetchall()[0][0]
 
@@ -231,6 +268,10 @@ def run(spec):
         lookups(conn, lookup_keys(spec))
     elif workload == "lookup_warm":
         lookups(conn, keys)
+    elif workload == "lookup_threads":
+        lookups_in_threads(system, spec["db"], lookup_keys(spec), spec["threads"])
+    elif workload == "lookup_connect":
+        lookups_connecting(system, spec["db"], lookup_keys(spec)[: spec["connects"]])
     elif workload == "scan":
         conn = system.connect(spec["db"])
         check["rows"], check["sum"] = conn.execute("SELECT COUNT(*), SUM(n) FROM t").fetchall()[0]

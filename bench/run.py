@@ -45,6 +45,8 @@ WORKLOADS = (
     "txns",
     "lookup_cold",
     "lookup_warm",
+    "lookup_threads",
+    "lookup_connect",
     "scan",
     "index",
     "deserialize",
@@ -53,6 +55,8 @@ WORKLOADS = (
 NEEDS = {  # a workload runs only if the one that made its database succeeded
     "lookup_cold": "insert_big",
     "lookup_warm": "insert_big",
+    "lookup_threads": "insert_big",
+    "lookup_connect": "insert_big",
     "scan": "insert_big",
     "index": "insert_big",
     "serialize": "deserialize",
@@ -63,16 +67,20 @@ DATABASE = {
     "txns": "txns.db",
     "lookup_cold": "big.db",
     "lookup_warm": "big.db",
+    "lookup_threads": "big.db",
+    "lookup_connect": "big.db",
     "scan": "big.db",
     "index": "big.db",
     "deserialize": "image.db",
     "serialize": "image.db",
 }
 SIZES = {
-    "full": {"small_rows": 10_000, "big_rows": 100_000, "txns": 200, "lookups": 1000, "image_mb": 100},
+    "full": {"small_rows": 10_000, "big_rows": 100_000, "txns": 200, "lookups": 1000, "image_mb": 100,
+             "threads": 8, "connects": 200},
     # Sized so that the slowest system (sqlite-s3vfs, several sequential requests per
     # statement) keeps the whole run near a minute and a half at 20 ms.
-    "quick": {"small_rows": 1000, "big_rows": 3000, "txns": 10, "lookups": 50, "image_mb": 1},
+    "quick": {"small_rows": 1000, "big_rows": 3000, "txns": 10, "lookups": 50, "image_mb": 1,
+              "threads": 4, "connects": 10},
 }
 KIND_COLUMNS = (
     ("get", "GET"),
@@ -96,6 +104,8 @@ def workload_label(workload, sizes):
         "txns": f"{sizes['txns']} txns of 1 insert",
         "lookup_cold": f"{sizes['lookups']:,} lookups by rowid, cold",
         "lookup_warm": f"{sizes['lookups']:,} lookups by rowid, warm",
+        "lookup_threads": f"{sizes['lookups']:,} lookups, {sizes['threads']} threads",
+        "lookup_connect": f"{sizes['connects']:,} lookups, a connection each",
         "scan": f"full scan, COUNT and SUM ({count(sizes['big_rows'])} rows)",
         "index": f"CREATE INDEX ({count(sizes['big_rows'])} rows)",
         "deserialize": f"deserialize {sizes['image_mb']} MB",
@@ -259,6 +269,33 @@ def run_cell(spec, timeout):
     return result
 
 
+# S3 Standard request prices, us-east-1, as listed in 2026-11 (USD per 1,000 requests): PUT, COPY,
+# POST and LIST $0.005; GET and HEAD $0.0004; DELETE free. Transfer within a region is free.
+PRICE_PER_1000 = {"get": 0.0004, "head": 0.0004, "list": 0.005, "put": 0.005, "put_if_absent": 0.005,
+                  "delete": 0.0, "other": 0.005}
+
+
+def operations(workload, sizes):
+    """How many operations a workload is, for its cost per 1,000 operations: a transaction, a
+    lookup, or (for the others) the whole workload."""
+    return {
+        "txns": sizes["txns"],
+        "lookup_cold": sizes["lookups"],
+        "lookup_warm": sizes["lookups"],
+        "lookup_threads": sizes["lookups"],
+        "lookup_connect": sizes["connects"],
+    }.get(workload, 1)
+
+
+def cost_per_1000(result, workload, sizes):
+    proxy = result.get("proxy")
+    if proxy is None:
+        return "–"
+    dollars = sum(PRICE_PER_1000.get(kind, 0.005) * count for kind, count in proxy["requests"].items()) / 1000
+    per_thousand = dollars / operations(workload, sizes) * 1000
+    return f"${per_thousand:.4g}"
+
+
 def cell_text(result):
     return {"timeout": "timeout", "failed": "FAILED", "unavailable": "n/a", "skipped": "skipped"}.get(
         result["status"]
@@ -268,7 +305,7 @@ def cell_text(result):
 def table(setting, sizes, results, timeout):
     latency, jitter = setting
     header = ["workload", "system", "wall", "× s3vfs"] + [label for _, label in KIND_COLUMNS]
-    header += ["requests", "up", "down", "peak RSS"]
+    header += ["requests", "up", "down", "$ / 1k ops", "peak RSS"]
     lines = [
         f"### {latency:g} ms ± {jitter:g} per request" if jitter else f"### {latency:g} ms per request",
         "",
@@ -288,7 +325,7 @@ def table(setting, sizes, results, timeout):
                     text = f"> {seconds(timeout)} (timeout)"
                     if result.get("requests") is not None:
                         cells += [text, "–"] + [""] * len(KIND_COLUMNS)
-                        cells += [f"> {result['requests']:,} by then", "", "", ""]
+                        cells += [f"> {result['requests']:,} by then", "", "", "", ""]
                         lines.append("| " + " | ".join(cells) + " |")
                         continue
                 cells += [text] + [""] * (len(header) - 3)
@@ -301,10 +338,11 @@ def table(setting, sizes, results, timeout):
                 cells.append("–")
             proxy = result.get("proxy")
             if proxy is None:
-                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–"]
+                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–", "–"]
             else:
                 cells += [str(proxy["requests"][kind]) for kind, _ in KIND_COLUMNS]
                 cells += [str(sum(proxy["requests"].values())), size(proxy["bytes_up"]), size(proxy["bytes_down"])]
+                cells.append(cost_per_1000(result, workload, sizes))
             cells.append(size(result["max_rss_kib"] * 1024))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -411,6 +449,8 @@ def main():
                             "big_rows": sizes["big_rows"],
                             "txns": sizes["txns"],
                             "lookups": sizes["lookups"],
+                            "threads": sizes["threads"],
+                            "connects": sizes["connects"],
                             "seed": 1,
                             "serialize_source": str(image),
                             "serialize_out": str(work / "serialized.db"),
@@ -462,7 +502,13 @@ def main():
         "- Rows are (id INTEGER PRIMARY KEY, n INTEGER, v TEXT of 90 characters). Each cell is a new "
         "process; wall time covers the workload and opening its connection (warm lookups: the same "
         "lookups again, same connection); peak RSS is the cell process's high-water mark (VmHWM). "
-        "× s3vfs is the wall time divided by s3vfs's.",
+        "× s3vfs is the wall time divided by s3vfs's. Threads: the lookups split over that many "
+        "threads of the cell, each with its own connection, all at once. A connection each: every "
+        "lookup opens and closes a connection of its own, as a web app per request.",
+        "- $ / 1k ops: the requests' price at S3 Standard list prices (us-east-1, 2026-11: $0.005 "
+        "per 1,000 PUT, COPY, POST or LIST; $0.0004 per 1,000 GET or HEAD; DELETE free; transfer "
+        "within a region free), per 1,000 operations: a transaction of the txns workload, a lookup "
+        "of the lookup workloads, and the whole workload otherwise.",
         "",
         "## Headline: wall time (requests)",
         "",
