@@ -95,8 +95,13 @@ static IDLE_CACHE_SIZE: AtomicU64 = AtomicU64::new(crate::config::DEFAULT_IDLE_C
 /// At most this many databases are kept, idle or not.
 const MAX_KEPT: usize = 64;
 
-/// Marks `database` as the most recently used, then trims the idle ones.
+/// Marks `database` as the most recently used, then trims the idle ones. A database with no
+/// committed version is not kept: its block size and margin are not fixed yet, and the next
+/// open may name others.
 fn keep(database: &Arc<Database>) {
+    if database.layout != Layout::Versioned || database.version().0 == 0 {
+        return;
+    }
     let mut kept = kept().lock();
     kept.retain(|other| !Arc::ptr_eq(other, database));
     kept.push_back(database.clone());
@@ -125,6 +130,20 @@ fn trim(kept: &mut VecDeque<Arc<Database>>) {
     }
     if budget == 0 {
         kept.retain(|database| !idle(database));
+    }
+}
+
+/// Lets go of `database` if it is idle: kept, and held by no connection (only by the list and
+/// by the caller's reference). Returns whether it did.
+fn let_go_if_idle(database: &Arc<Database>) -> bool {
+    let mut kept = kept().lock();
+    let position = kept.iter().position(|other| Arc::ptr_eq(other, database));
+    match position {
+        Some(position) if Arc::strong_count(database) == 2 => {
+            kept.remove(position);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -191,6 +210,10 @@ impl Database {
         };
         IDLE_CACHE_SIZE.store(config.idle_cache_size, Ordering::Relaxed);
         let found = registry().lock().get(&key).and_then(Weak::upgrade);
+        // An idle database opened again with another cache budget starts over with that one.
+        let found = found.filter(|database| {
+            database.cache_size == config.cache_size || !let_go_if_idle(database)
+        });
         if let Some(database) = found {
             database.check_layout(config)?;
             database.check_block_size(config)?;
