@@ -14,6 +14,8 @@ pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
 /// The default byte budget of the block caches of databases no connection has open
 /// (`S3VFS_IDLE_CACHE_SIZE`): one database's default cache.
 pub const DEFAULT_IDLE_CACHE_SIZE: u64 = DEFAULT_CACHE_SIZE;
+/// The default byte budget of a disk cache directory (`disk_cache_size`).
+pub const DEFAULT_DISK_CACHE_SIZE: u64 = 1 << 30;
 /// The largest `cache_size`: 1 TiB.
 pub const MAX_CACHE_SIZE: u64 = 1 << 40;
 /// The longest `staleness`: a day.
@@ -45,6 +47,8 @@ pub const PARAMETERS: &[&str] = &[
     "version",
     "as_of",
     "gc_margin",
+    "cache_dir",
+    "disk_cache_size",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -95,6 +99,8 @@ pub struct Config {
     /// `S3VFS_IDLE_CACHE_SIZE`: bytes of cached blocks the process keeps for databases no
     /// connection has open.
     pub idle_cache_size: u64,
+    /// `cache_dir=` / `S3VFS_CACHE_DIR`: the disk cache directory, if any, and its budget.
+    pub disk_cache: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -157,6 +163,17 @@ fn out_of_range(name: &str, value: &str, range: &str) -> Error {
     ))
 }
 
+/// A size parameter: well formed, and at most [`MAX_CACHE_SIZE`].
+fn size_parameter(name: &str, value: &str) -> Result<u64> {
+    let well_formed =
+        !value.trim().is_empty() && value.trim().starts_with(|c: char| c.is_ascii_digit());
+    match parse_bytes(value) {
+        Some(bytes) if bytes <= MAX_CACHE_SIZE => Ok(bytes),
+        None if !well_formed => Err(malformed(name, value, "a size such as 67108864 or 64M")),
+        _ => Err(out_of_range(name, value, "at most 1 TiB (1024G)")),
+    }
+}
+
 /// A duration parameter: well formed, and at most `max`.
 fn duration_parameter(name: &str, value: &str, max: Duration, range: &str) -> Result<Duration> {
     match parse_duration(value) {
@@ -184,6 +201,8 @@ impl Config {
         let mut layout = Layout::Versioned;
         let mut pin = None;
         let mut gc_margin = None;
+        let mut cache_dir = None;
+        let mut disk_cache_size = None;
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in parameters {
             if PARAMETERS.contains(&name.as_str()) {
@@ -209,17 +228,7 @@ impl Config {
                         malformed(name, value, "a power of two from 512 bytes to 16 MiB")
                     })?);
                 }
-                "cache_size" => {
-                    let well_formed = !value.trim().is_empty()
-                        && value.trim().starts_with(|c: char| c.is_ascii_digit());
-                    cache_size = match parse_bytes(value) {
-                        Some(bytes) if bytes <= MAX_CACHE_SIZE => bytes,
-                        None if !well_formed => {
-                            return Err(malformed(name, value, "a size such as 67108864 or 64M"))
-                        }
-                        _ => return Err(out_of_range(name, value, "at most 1 TiB (1024G)")),
-                    };
-                }
+                "cache_size" => cache_size = size_parameter(name, value)?,
                 "staleness" => {
                     staleness =
                         duration_parameter(name, value, MAX_STALENESS, "at most a day (86400s)")?;
@@ -266,6 +275,13 @@ impl Config {
                     }
                     gc_margin = Some(margin);
                 }
+                "cache_dir" => {
+                    if value.is_empty() {
+                        return Err(malformed(name, value, "a directory path"));
+                    }
+                    cache_dir = Some(value.clone());
+                }
+                "disk_cache_size" => disk_cache_size = Some(size_parameter(name, value)?),
                 other if SQLITE_PARAMETERS.contains(&other) => {}
                 // Options of the host's driver, which some (Go's mattn/go-sqlite3) leave in the
                 // filename they pass to SQLite: theirs, not ours.
@@ -341,6 +357,24 @@ impl Config {
                     ))
                 })?,
         };
+        let cache_dir = cache_dir
+            .or_else(|| env("S3VFS_CACHE_DIR"))
+            .filter(|dir| !dir.is_empty());
+        let disk_cache_size = match disk_cache_size {
+            Some(bytes) => bytes,
+            None => match env("S3VFS_DISK_CACHE_SIZE") {
+                None => DEFAULT_DISK_CACHE_SIZE,
+                Some(text) => parse_bytes(&text)
+                    .filter(|bytes| *bytes <= MAX_CACHE_SIZE)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "environment variable S3VFS_DISK_CACHE_SIZE={text:?} is malformed: \
+                             expected a size up to 1 TiB, such as 1G"
+                        ))
+                    })?,
+            },
+        };
+        let disk_cache = cache_dir.map(|dir| (std::path::PathBuf::from(dir), disk_cache_size));
         // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing.
         let path_style = path_style.unwrap_or(endpoint_url.is_some());
         Ok(Config {
@@ -357,6 +391,7 @@ impl Config {
             pin,
             gc_margin,
             idle_cache_size,
+            disk_cache,
         })
     }
 

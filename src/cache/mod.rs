@@ -4,6 +4,8 @@
 //! Blocks are immutable objects, so a cached block never goes stale: a new version names new
 //! objects, and the old ones age out of the LRU.
 
+pub mod disk;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

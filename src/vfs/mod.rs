@@ -18,6 +18,7 @@ use crate::backend::metered::{process_metrics, MeteredBackend, Metrics, MetricsS
 use crate::backend::retry::{RetryPolicy, RetryingBackend};
 use crate::backend::s3::{Endpoint, S3Backend};
 use crate::backend::{run_bounded, Backend};
+use crate::cache::disk::{DiskCache, DiskDirectory, DiskStats};
 use crate::cache::{BlockCache, BlockKey, CacheStats};
 use crate::config::{Config, Layout};
 use crate::error::{Error, Result};
@@ -47,6 +48,8 @@ pub struct Database {
     backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
     cache: BlockCache,
+    /// The disk cache directory's files of this database (`cache_dir=`).
+    disk: Option<DiskCache>,
     latest: Mutex<Latest>,
     /// Whether a freshness check is under way ([`Database::refresh_checked`]).
     checking: Mutex<bool>,
@@ -65,6 +68,9 @@ pub struct DatabaseStats {
     pub block_size: u64,
     pub requests: MetricsSnapshot,
     pub cache: CacheStats,
+    /// The disk cache (`cache_dir=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_cache: Option<DiskStats>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -273,6 +279,7 @@ impl Database {
             });
             (snapshot, checked)
         };
+        let disk = disk_cache(config, snapshot.block_size.bytes());
         let database = Arc::new(Database {
             location,
             generation: runtime::generation(),
@@ -282,6 +289,7 @@ impl Database {
             backend,
             metrics,
             cache: BlockCache::new(config.cache_size),
+            disk,
             latest: Mutex::new(Latest { snapshot, checked }),
             checking: Mutex::new(false),
             check_done: Condvar::new(),
@@ -429,19 +437,55 @@ impl Database {
         Ok(restored)
     }
 
-    /// Fetches blocks through the cache; misses are fetched concurrently and checked for length.
+    /// Fetches blocks through the cache, then the disk cache; the rest are fetched
+    /// concurrently from the store, checked for length, and written to the disk cache.
     pub fn read_blocks(&self, wanted: &[(BlockKey, u64)]) -> Result<Vec<Bytes>> {
         let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
         let lengths: HashMap<BlockKey, u64> = wanted.iter().copied().collect();
         self.cache.get_many(&keys, |missing| {
-            let fetches = missing.iter().map(|key| {
-                let expected = lengths.get(key).copied().unwrap_or_default();
-                let fetch =
-                    fetch_block(self.backend.clone(), self.location.clone(), *key, expected);
-                async move { Ok::<Result<Bytes>, Error>(fetch.await) }
-            });
-            let fetches: Vec<_> = fetches.collect();
-            runtime::block_on(async move { run_bounded(MAX_IN_FLIGHT, fetches).await })
+            let expected = |key: &BlockKey| lengths.get(key).copied().unwrap_or_default();
+            let mut found: Vec<Option<Result<Bytes>>> = missing
+                .iter()
+                .map(|key| {
+                    let disk = self.disk.as_ref()?;
+                    disk.get(key, expected(key)).map(Ok)
+                })
+                .collect();
+            let remote: Vec<BlockKey> = missing
+                .iter()
+                .zip(&found)
+                .filter(|(_, found)| found.is_none())
+                .map(|(key, _)| *key)
+                .collect();
+            let fetches: Vec<_> = remote
+                .iter()
+                .map(|key| {
+                    let fetch = fetch_block(
+                        self.backend.clone(),
+                        self.location.clone(),
+                        *key,
+                        expected(key),
+                    );
+                    async move { Ok::<Result<Bytes>, Error>(fetch.await) }
+                })
+                .collect();
+            let fetched =
+                runtime::block_on(async move { run_bounded(MAX_IN_FLIGHT, fetches).await })?;
+            let mut fetched = remote.iter().zip(fetched);
+            for slot in found.iter_mut().filter(|slot| slot.is_none()) {
+                if let Some((key, outcome)) = fetched.next() {
+                    if let (Some(disk), Ok(data)) = (self.disk.as_ref(), &outcome) {
+                        disk.put(key, data);
+                    }
+                    *slot = Some(outcome);
+                }
+            }
+            Ok(found
+                .into_iter()
+                .map(|slot| {
+                    slot.unwrap_or_else(|| Err(Error::Runtime("a block fetch went missing".into())))
+                })
+                .collect())
         })
     }
 
@@ -454,7 +498,11 @@ impl Database {
         self.cache.forget(key);
     }
 
+    /// Keeps a block this process just wrote, in the cache and the disk cache.
     pub fn remember_block(&self, key: BlockKey, data: Bytes) {
+        if let Some(disk) = &self.disk {
+            disk.put(&key, &data);
+        }
         self.cache.insert(key, data);
     }
 
@@ -492,12 +540,31 @@ impl Database {
             block_size: snapshot.block_size.bytes(),
             requests: self.metrics.snapshot(),
             cache: self.cache.stats(),
+            disk_cache: self.disk.as_ref().map(DiskCache::stats),
         }
     }
 
     pub fn version(&self) -> Version {
         self.latest().version
     }
+}
+
+/// The disk cache of the database `config` names, if it asks for one and the directory can be
+/// used (otherwise that is reported once, and blocks come from the store).
+fn disk_cache(config: &Config, block_size: u64) -> Option<DiskCache> {
+    let (root, budget) = config.disk_cache.as_ref()?;
+    if config.layout != Layout::Versioned {
+        return None;
+    }
+    let report = |message: &str| crate::ffi::report(crate::error::code::WARNING, message, true);
+    let directory = DiskDirectory::open(root, *budget, block_size, report)?;
+    let namespace = format!(
+        "{}|{}|{}",
+        config.endpoint.url.as_deref().unwrap_or("aws"),
+        config.location.bucket,
+        config.location.prefix
+    );
+    Some(directory.database(&namespace))
 }
 
 /// Marks a freshness check under way; when it ends, however it ends (an error or a panic

@@ -371,6 +371,23 @@ def cmd_reopen(name, block_size):
     emit({"costs": costs, "rows": rows})
 
 
+def cmd_cached_read(name, cache_dir):
+    """Reads table t through the disk cache `cache_dir`: its digest, the requests the read cost
+    (the open included) and the disk cache's counters."""
+    before = process_requests()
+    conn = connect(name, block_size=4096, cache_dir=cache_dir)
+    rows = conn.execute("SELECT id, val FROM t ORDER BY id").fetchall()
+    disk = stats(conn)["database"].get("disk_cache")
+    conn.close()
+    after = process_requests()
+    emit({
+        "digest": hashlib.sha256(repr(rows).encode()).hexdigest(),
+        "rows": len(rows),
+        "requests": {kind: after[kind] - before[kind] for kind in ("get", "list", "put")},
+        "disk": disk,
+    })
+
+
 COMMANDS = {
     "generations": cmd_generations,
     "observe": cmd_observe,
@@ -385,6 +402,7 @@ COMMANDS = {
     "big_rollback": cmd_big_rollback,
     "digest": cmd_digest,
     "reopen": cmd_reopen,
+    "cached_read": cmd_cached_read,
 }
 
 
