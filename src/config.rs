@@ -174,6 +174,21 @@ fn size_parameter(name: &str, value: &str) -> Result<u64> {
     }
 }
 
+/// A size from environment variable `name`, at most [`MAX_CACHE_SIZE`]; `default` when unset.
+fn size_variable(env: impl Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<u64> {
+    let Some(text) = env(name) else {
+        return Ok(default);
+    };
+    parse_bytes(&text)
+        .filter(|bytes| *bytes <= MAX_CACHE_SIZE)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "environment variable {name}={text:?} is malformed: expected a size up to 1 TiB, \
+                 such as 0, 64M or 1G"
+            ))
+        })
+}
+
 /// A duration parameter: well formed, and at most `max`.
 fn duration_parameter(name: &str, value: &str, max: Duration, range: &str) -> Result<Duration> {
     match parse_duration(value) {
@@ -346,33 +361,14 @@ impl Config {
                 )));
             }
         }
-        let idle_cache_size = match env("S3VFS_IDLE_CACHE_SIZE") {
-            None => DEFAULT_IDLE_CACHE_SIZE,
-            Some(text) => parse_bytes(&text)
-                .filter(|bytes| *bytes <= MAX_CACHE_SIZE)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "environment variable S3VFS_IDLE_CACHE_SIZE={text:?} is malformed: \
-                         expected a size up to 1 TiB, such as 0 or 64M"
-                    ))
-                })?,
-        };
+        let idle_cache_size =
+            size_variable(&env, "S3VFS_IDLE_CACHE_SIZE", DEFAULT_IDLE_CACHE_SIZE)?;
         let cache_dir = cache_dir
             .or_else(|| env("S3VFS_CACHE_DIR"))
             .filter(|dir| !dir.is_empty());
         let disk_cache_size = match disk_cache_size {
             Some(bytes) => bytes,
-            None => match env("S3VFS_DISK_CACHE_SIZE") {
-                None => DEFAULT_DISK_CACHE_SIZE,
-                Some(text) => parse_bytes(&text)
-                    .filter(|bytes| *bytes <= MAX_CACHE_SIZE)
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "environment variable S3VFS_DISK_CACHE_SIZE={text:?} is malformed: \
-                             expected a size up to 1 TiB, such as 1G"
-                        ))
-                    })?,
-            },
+            None => size_variable(&env, "S3VFS_DISK_CACHE_SIZE", DEFAULT_DISK_CACHE_SIZE)?,
         };
         let disk_cache = cache_dir.map(|dir| (std::path::PathBuf::from(dir), disk_cache_size));
         // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing.
@@ -589,6 +585,52 @@ mod tests {
         .expect("valid");
         assert_eq!(config.staleness, Duration::from_millis(1500));
         assert_eq!(config.cache_size, MAX_CACHE_SIZE);
+    }
+
+    #[test]
+    fn cache_settings_come_from_the_uri_then_the_environment() {
+        let env = |name: &str| match name {
+            "S3VFS_CACHE_DIR" => Some("/var/cache/s3vfs".to_string()),
+            "S3VFS_DISK_CACHE_SIZE" => Some("2G".to_string()),
+            "S3VFS_IDLE_CACHE_SIZE" => Some("0".to_string()),
+            _ => None,
+        };
+        let config = Config::parse("x", &params(&[("bucket", "b")]), env).expect("valid");
+        assert_eq!(config.idle_cache_size, 0);
+        assert_eq!(
+            config.disk_cache,
+            Some((std::path::PathBuf::from("/var/cache/s3vfs"), 2 << 30))
+        );
+        let config = Config::parse(
+            "x",
+            &params(&[
+                ("bucket", "b"),
+                ("cache_dir", "/tmp/c"),
+                ("disk_cache_size", "64M"),
+            ]),
+            env,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.disk_cache,
+            Some((std::path::PathBuf::from("/tmp/c"), 64 << 20))
+        );
+        let config = Config::parse("x", &params(&[("bucket", "b")]), no_env).expect("valid");
+        assert_eq!(config.disk_cache, None);
+        assert_eq!(config.idle_cache_size, DEFAULT_IDLE_CACHE_SIZE);
+        let bad = |name: &str| (name == "S3VFS_IDLE_CACHE_SIZE").then(|| "lots".to_string());
+        let error = Config::parse("x", &params(&[("bucket", "b")]), bad).unwrap_err();
+        assert!(
+            error.to_string().contains("S3VFS_IDLE_CACHE_SIZE"),
+            "{error}"
+        );
+        let error = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("disk_cache_size", "2048G")]),
+            no_env,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("disk_cache_size"), "{error}");
     }
 
     #[test]
