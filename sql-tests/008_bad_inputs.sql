@@ -33,6 +33,8 @@ SELECT s3vfs_last_error();
 -- Credentials written into an endpoint are refused, and never printed.
 .open 'file:t008.db?vfs=s3vfs&endpoint=http://user:secret@127.0.0.1:1'
 SELECT s3vfs_last_error();
+-- An endpoint where nothing listens: one line naming it, within seconds.
+.open 'file:t008.db?vfs=s3vfs&endpoint=http://127.0.0.1:1'
 -- A bucket that does not exist.
 .open 'file:t008.db?vfs=s3vfs&bucket=s3vfs-sqltests-no-such-bucket'
 SELECT s3vfs_last_error();

@@ -14,6 +14,8 @@ use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo, 
 pub enum Fault {
     /// Fail with a transient error before reaching the store.
     FailTransient,
+    /// Fail as if the server could not be reached (connection refused).
+    FailUnreachable,
     /// Reach the store, then report a transient error as if the reply was lost.
     LoseReply,
     /// A conditional PUT answered 412 (the key exists) without reaching the store, as a
@@ -65,6 +67,10 @@ impl FaultyBackend {
     ) -> BackendResult<T> {
         match self.take(operation) {
             Some(Fault::FailTransient) => Err(self.error(operation, key)),
+            Some(Fault::FailUnreachable) => Err(BackendError {
+                kind: BackendErrorKind::Unreachable,
+                ..self.error(operation, key)
+            }),
             Some(Fault::LoseReply) => {
                 request.await?;
                 Err(self.error(operation, key))

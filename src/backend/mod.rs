@@ -24,6 +24,11 @@ pub enum BackendErrorKind {
     NoSuchBucket,
     /// Credentials missing, wrong, or without permission.
     AccessDenied,
+    /// No HTTP reply because the server cannot be reached at all: the connection was refused,
+    /// the host name does not resolve, or TLS failed. Retried briefly until the client has
+    /// reached the server once (a wrong endpoint should fail within seconds), and like a
+    /// transient failure after that (a server restarting).
+    Unreachable,
     /// Anything else; retrying will not help.
     Permanent,
 }
@@ -62,6 +67,7 @@ impl fmt::Display for BackendError {
                 " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile, and the bucket's permissions)"
             ),
             BackendErrorKind::Transient => write!(f, " (gave up after retries)"),
+            BackendErrorKind::Unreachable => Ok(()),
             BackendErrorKind::Permanent => Ok(()),
         }
     }

@@ -1,6 +1,7 @@
 //! Retries transient failures with jittered exponential backoff, within a time budget.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use super::{Backend, BackendErrorKind, BackendResult, ObjectInfo, PutOutcome};
 pub struct RetryPolicy {
     /// No new attempt starts after this much time since the first.
     pub budget: Duration,
+    /// The budget for an unreachable server before any request of this client succeeded.
+    pub unreachable_budget: Duration,
     /// The first backoff; each next one doubles, up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
@@ -23,6 +26,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             budget: Duration::from_secs(20),
+            unreachable_budget: Duration::from_secs(2),
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
         }
@@ -32,11 +36,17 @@ impl Default for RetryPolicy {
 pub struct RetryingBackend {
     inner: Arc<dyn Backend>,
     policy: RetryPolicy,
+    /// Whether a request of this client has succeeded: the server was reachable once.
+    reached: AtomicBool,
 }
 
 impl RetryingBackend {
     pub fn new(inner: Arc<dyn Backend>, policy: RetryPolicy) -> RetryingBackend {
-        RetryingBackend { inner, policy }
+        RetryingBackend {
+            inner,
+            policy,
+            reached: AtomicBool::new(false),
+        }
     }
 
     async fn retry<T, F, Fut>(&self, mut attempt: F) -> BackendResult<T>
@@ -47,9 +57,24 @@ impl RetryingBackend {
         let started = Instant::now();
         let mut backoff = self.policy.first_backoff;
         loop {
-            match attempt().await {
-                Err(error) if error.kind == BackendErrorKind::Transient => {
-                    if started.elapsed() + backoff > self.policy.budget {
+            let outcome = attempt().await;
+            let budget = match &outcome {
+                Ok(_) => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    None
+                }
+                Err(error) => match error.kind {
+                    BackendErrorKind::Transient => Some(self.policy.budget),
+                    BackendErrorKind::Unreachable if self.reached.load(Ordering::Relaxed) => {
+                        Some(self.policy.budget)
+                    }
+                    BackendErrorKind::Unreachable => Some(self.policy.unreachable_budget),
+                    _ => None,
+                },
+            };
+            match (outcome, budget) {
+                (Err(error), Some(budget)) => {
+                    if started.elapsed() + backoff > budget {
                         return Err(error);
                     }
                     // Full jitter keeps many clients that failed together from retrying together.
@@ -58,7 +83,7 @@ impl RetryingBackend {
                         .await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);
                 }
-                other => return other,
+                (outcome, _) => return outcome,
             }
         }
     }
@@ -95,5 +120,57 @@ impl Backend for RetryingBackend {
 
     async fn delete(&self, keys: &[String]) -> BackendResult<()> {
         self.retry(|| self.inner.delete(keys)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::faulty::{Fault, FaultyBackend};
+    use crate::backend::memory::MemoryBackend;
+    use crate::runtime::block_on;
+
+    #[test]
+    fn an_unreachable_server_fails_fast_until_it_was_reached_once() {
+        let faulty = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::new())));
+        let policy = RetryPolicy {
+            budget: Duration::from_secs(20),
+            unreachable_budget: Duration::from_millis(300),
+            first_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        };
+        let backend = Arc::new(RetryingBackend::new(faulty.clone(), policy));
+        for _ in 0..1000 {
+            faulty.inject("GET", Fault::FailUnreachable);
+        }
+        let started = Instant::now();
+        let outcome = {
+            let backend = backend.clone();
+            block_on(async move { Ok(backend.get("k").await) })
+        }
+        .expect("runs");
+        let error = outcome.expect_err("unreachable");
+        assert_eq!(error.kind, BackendErrorKind::Unreachable);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // Once a request succeeded, a refused connection is a server restarting: retried
+        // like any transient failure, and it comes back.
+        let clean = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::new())));
+        let backend = Arc::new(RetryingBackend::new(clean.clone(), policy));
+        let first = backend.clone();
+        block_on(async move { Ok(first.put("k", Bytes::from_static(b"v")).await) })
+            .expect("runs")
+            .expect("reached");
+        for _ in 0..20 {
+            clean.inject("GET", Fault::FailUnreachable);
+        }
+        let again = backend.clone();
+        let found = block_on(async move { Ok(again.get("k").await) })
+            .expect("runs")
+            .expect("retried past the short budget");
+        assert_eq!(found.as_deref(), Some(&b"v"[..]));
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
@@ -27,6 +27,8 @@ pub struct Endpoint {
 pub struct S3Backend {
     client: Client,
     bucket: String,
+    /// Where requests go, for messages: the endpoint and the addressing style.
+    target: String,
 }
 
 impl S3Backend {
@@ -55,9 +57,25 @@ impl S3Backend {
         if shared.region().is_none() {
             builder = builder.region(Region::new("us-east-1"));
         }
+        let config = builder.build();
+        let addressing = if endpoint.path_style {
+            "path-style"
+        } else {
+            "virtual-hosted-style"
+        };
+        let target = match &endpoint.url {
+            Some(url) => format!("{url} ({addressing} addressing)"),
+            None => format!(
+                "AWS S3 in {} ({addressing} addressing)",
+                config
+                    .region()
+                    .map_or("us-east-1", |region| region.as_ref())
+            ),
+        };
         S3Backend {
-            client: Client::from_conf(builder.build()),
+            client: Client::from_conf(config),
             bucket: bucket.to_string(),
+            target: crate::error::redact_credentials(&target),
         }
     }
 
@@ -80,11 +98,12 @@ impl S3Backend {
             ),
             _ => (None, None),
         };
-        let context = DisplayErrorContext(&error).to_string();
+        let context = causes(&error);
         let kind = classify(status, code.as_deref(), &context);
         let detail = match (code, message) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code,
+            _ if kind == BackendErrorKind::Unreachable => unreachable(&self.target, &context),
             _ => context,
         };
         BackendError {
@@ -96,6 +115,52 @@ impl S3Backend {
             detail,
         }
     }
+}
+
+/// The messages of `error` and of its sources, joined, each said once: no Debug dump.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let text = error.to_string();
+        if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        next = error.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether a failure with no HTTP reply means the server cannot be reached at all.
+fn is_unreachable(context: &str) -> bool {
+    let context = context.to_ascii_lowercase();
+    [
+        "tcp connect error",
+        "dns error",
+        "failed to lookup address",
+        "certificate",
+        "tls handshake",
+    ]
+    .iter()
+    .any(|sign| context.contains(sign))
+}
+
+/// One line on a server that cannot be reached: where s3vfs went, why it failed, what to check.
+fn unreachable(target: &str, context: &str) -> String {
+    let lower = context.to_ascii_lowercase();
+    let why = if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        "its host name does not resolve"
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        "the TLS handshake failed (http:// or https://? a trusted certificate?)"
+    } else if lower.contains("refused") {
+        "the connection was refused (nothing listens on that port)"
+    } else {
+        "no connection could be made"
+    };
+    format!(
+        "cannot reach {target}: {why}; check the endpoint (endpoint= or AWS_ENDPOINT_URL), that \
+         the server runs there, and path_style"
+    )
 }
 
 /// Sorts a failure into what the caller should do about it.
@@ -118,7 +183,8 @@ pub fn classify(status: Option<u16>, code: Option<&str>, context: &str) -> Backe
         (None, _) if context.to_ascii_lowercase().contains("credential") => {
             BackendErrorKind::AccessDenied
         }
-        // No HTTP reply at all: a timeout, a refused or reset connection.
+        (None, _) if is_unreachable(context) => BackendErrorKind::Unreachable,
+        // No HTTP reply at all: a timeout, a reset connection.
         (None, _) => BackendErrorKind::Transient,
     }
 }
@@ -317,6 +383,28 @@ mod tests {
         assert_eq!(
             classify(None, None, "no credentials in the chain"),
             BackendErrorKind::AccessDenied
+        );
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_one_line_naming_it() {
+        let refused = "dispatch failure: io error: client error (Connect): tcp connect error: \
+                       Connection refused (os error 111)";
+        assert_eq!(classify(None, None, refused), BackendErrorKind::Unreachable);
+        let message = unreachable("http://127.0.0.1:1 (path-style addressing)", refused);
+        assert!(message.contains("http://127.0.0.1:1"), "{message}");
+        assert!(message.contains("refused"), "{message}");
+        assert!(
+            !message.contains('\n') && !message.contains("DispatchFailure"),
+            "{message}"
+        );
+        let dns = "dispatch failure: io error: client error (Connect): dns error: failed to \
+                   lookup address information: Name or service not known";
+        assert_eq!(classify(None, None, dns), BackendErrorKind::Unreachable);
+        assert!(unreachable("x", dns).contains("does not resolve"));
+        assert_eq!(
+            classify(None, None, "timeout: operation timed out"),
+            BackendErrorKind::Transient
         );
     }
 }
