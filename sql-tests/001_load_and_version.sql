@@ -3,6 +3,14 @@
 .echo on
 .load @LIB@
 SELECT s3vfs_version() LIKE 's3vfs %.%.%' AS versioned, s3vfs_version() GLOB 's3vfs [0-9]*' AS numeric;
+-- What a bug report needs (the commit and date vary; their shape does not).
+SELECT s3vfs_debug() GLOB 's3vfs [0-9]*.*
+commit: *
+built: [0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]
+target: *-*
+profile: *
+SQLite: 3.*' AS debug_report;
+SELECT s3vfs_debug() LIKE '%SQLite: ' || sqlite_version() AS reports_the_sqlite_that_loaded_it;
 -- The SQL functions, with their argument counts.
 SELECT name, narg FROM pragma_function_list WHERE name LIKE 's3vfs%' ORDER BY name, narg;
 -- Nothing failed yet.

@@ -704,6 +704,7 @@ fn the_function_list_is_exactly_ours() {
         names,
         [
             "s3vfs_copy",
+            "s3vfs_debug",
             "s3vfs_deserialize",
             "s3vfs_gc",
             "s3vfs_last_error",

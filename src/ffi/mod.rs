@@ -138,6 +138,13 @@ pub(crate) fn in_transaction(db: *mut sqlite3) -> bool {
     unsafe { get_autocommit(db) == 0 }
 }
 
+/// The version of the SQLite library that loaded s3vfs (`sqlite3_libversion()`).
+pub(crate) fn sqlite_version() -> Option<String> {
+    let libversion = api()?.libversion?;
+    // SAFETY: sqlite3_libversion takes no argument and returns a static NUL-terminated string.
+    unsafe { c_str(libversion()) }.map(str::to_string)
+}
+
 /// The longest string or BLOB connection `db` accepts (`SQLITE_LIMIT_LENGTH`).
 pub(crate) fn length_limit(db: *mut sqlite3) -> Option<u64> {
     const SQLITE_LIMIT_LENGTH: c_int = 0;

@@ -1,6 +1,7 @@
-//! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_stats()`,
-//! `s3vfs_last_error()`; (in [`transfer`]) `s3vfs_serialize()`, `s3vfs_deserialize()` and
-//! `s3vfs_copy()`; and (in [`history`]) `s3vfs_versions()`, `s3vfs_restore()` and `s3vfs_gc()`.
+//! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_debug()`,
+//! `s3vfs_stats()`, `s3vfs_last_error()`; (in [`transfer`]) `s3vfs_serialize()`,
+//! `s3vfs_deserialize()` and `s3vfs_copy()`; and (in [`history`]) `s3vfs_versions()`,
+//! `s3vfs_restore()` and `s3vfs_gc()`.
 
 pub mod history;
 mod transfer;
@@ -24,6 +25,7 @@ use crate::vfs::Database;
 /// The names of every SQL function s3vfs defines.
 pub const FUNCTIONS: &[&str] = &[
     "s3vfs_version",
+    "s3vfs_debug",
     "s3vfs_stats",
     "s3vfs_last_error",
     "s3vfs_serialize",
@@ -108,6 +110,27 @@ fn version(
     guarded(|| api::result_text(context, format!("s3vfs {}", env!("CARGO_PKG_VERSION"))))
 }
 
+/// `s3vfs_debug()`: what a bug report needs: the version, the git commit and date of the
+/// build, its target and profile, and the SQLite that loaded s3vfs. Never a setting or a
+/// credential.
+fn debug(
+    context: *mut sqlite3_context,
+    _values: &[*mut sqlite3_value],
+) -> Result<(), FunctionError> {
+    guarded(|| {
+        let text = format!(
+            "s3vfs {}\ncommit: {}\nbuilt: {}\ntarget: {}\nprofile: {}\nSQLite: {}",
+            env!("CARGO_PKG_VERSION"),
+            env!("S3VFS_GIT_COMMIT"),
+            env!("S3VFS_BUILD_DATE"),
+            env!("S3VFS_TARGET"),
+            env!("S3VFS_PROFILE"),
+            crate::ffi::sqlite_version().unwrap_or_else(|| "unknown".into())
+        );
+        api::result_text(context, text)
+    })
+}
+
 /// `s3vfs_stats([schema])`: JSON with the process's request counters and, when the schema
 /// (default `main`) is an s3vfs database, its version, size, requests and cache counters.
 fn stats(
@@ -154,6 +177,7 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
         version,
         FunctionFlags::UTF8 | FunctionFlags::DETERMINISTIC,
     )?;
+    define_scalar_function(db, "s3vfs_debug", 0, debug, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
