@@ -196,11 +196,11 @@ fn deserialize(
 
 fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
     answer(context, |db| {
+        super::refuse_inside_transaction(db, "s3vfs_copy()")?;
         let (source, snapshot) =
             resolve_source(db, text_argument(values, 0, "the source database")?)?;
         let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
         let overwrite = overwrite_argument(values, 2)?;
-        super::refuse_inside_transaction(db, "s3vfs_copy()")?;
         let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
         api::result_int64(context, copied as i64);
         Ok(())

@@ -564,9 +564,11 @@ impl DbFile {
             return Ok(false);
         }
         let block_size = self.block_size();
-        let cut = txn.floor / block_size;
         let mut compared: BTreeSet<BlockIndex> = txn.blocks.keys().copied().collect();
-        compared.extend((cut..self.snapshot.block_count()).map(BlockIndex));
+        if txn.floor < self.snapshot.size {
+            let cut = txn.floor / block_size;
+            compared.extend((cut..self.snapshot.block_count()).map(BlockIndex));
+        }
         if self.snapshot.size >= COUNTER + 4 {
             // The counter first: for a commit outside exclusive locking, it decides at once.
             compared.insert(BlockIndex(0));
