@@ -4,7 +4,7 @@
 //! Both directions move one window of blocks at a time (at most [`WINDOW_BYTES`], and at most
 //! [`MAX_IN_FLIGHT`] blocks), so memory stays bounded whatever the database's size.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,9 +19,10 @@ use crate::config::Layout;
 use crate::error::{Error, Result};
 use crate::legacy::{self, FileImage, NewFile};
 use crate::runtime;
+use crate::storage::block::{self, checksum};
 use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
 use crate::storage::{BlockIndex, BlockSize, Snapshot, TxId};
-use crate::vfs::{fetch_block, Database};
+use crate::vfs::Database;
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// The length of a SQLite database file's header.
@@ -187,22 +188,27 @@ fn fetch_range(
 ) -> Result<JoinHandle<Result<Vec<Bytes>>>> {
     let mut fetches = Vec::new();
     for index in (first..end).map(BlockIndex) {
-        let txid = snapshot.block_txid(index).ok_or_else(|| Error::Corrupt {
-            key: database.location.url(),
-            why: format!("version {} has no block {}", snapshot.version.0, index.0),
-        })?;
-        let key = BlockKey { index, txid };
-        let cached = database.cached_block(&key);
-        let fetch = fetch_block(
+        let entry = snapshot
+            .block_ref(index)
+            .cloned()
+            .ok_or_else(|| Error::Corrupt {
+                key: database.location.url(),
+                why: format!("version {} has no block {}", snapshot.version.0, index.0),
+            })?;
+        let cached = database.cached_block(&BlockKey {
+            index,
+            txid: entry.txid,
+        });
+        let (backend, location, records, len) = (
             database.backend(),
             database.location.clone(),
-            key,
+            database.patch_cache(),
             snapshot.block_len(index),
         );
         fetches.push(async move {
             match cached {
                 Some(data) => Ok(data),
-                None => fetch.await,
+                None => block::fetch(&backend, &location, index, &entry, len, &records).await,
             }
         });
     }
@@ -588,8 +594,10 @@ pub fn deserialize(
     let mut block0 = None;
     let first_upload = (count > 1).then(Instant::now);
     let mut uploads: VecDeque<JoinHandle<Result<()>>> = VecDeque::new();
+    let mut sums = BTreeMap::new();
     for index in (0..count).map(BlockIndex) {
         let data = read_block(input, block_size.block_len(index, image.size), name)?;
+        sums.insert(index, checksum(&data));
         if index.0 == 0 {
             // Block 0 carries the header, settled against the parent at commit time.
             block0 = Some(data);
@@ -610,34 +618,29 @@ pub fn deserialize(
     }
     let mut attempt = 1;
     loop {
-        let current = match (&block0, parent.block_txid(BlockIndex(0))) {
-            (Some(_), Some(current_txid)) => {
-                let key = BlockKey {
-                    index: BlockIndex(0),
-                    txid: current_txid,
-                };
-                database
-                    .read_blocks(&[(key, parent.block_len(BlockIndex(0)))])?
-                    .pop()
-            }
+        let current = match (&block0, parent.block_ref(BlockIndex(0))) {
+            (Some(_), Some(entry)) => database
+                .read_blocks(&[(
+                    BlockIndex(0),
+                    entry.clone(),
+                    parent.block_len(BlockIndex(0)),
+                )])?
+                .pop(),
             _ => None,
         };
         let upload = block0
             .as_ref()
             .map(|block0| vec![(BlockIndex(0), distinct_header(block0, current.as_ref()))])
             .unwrap_or_default();
-        let transaction = Transaction {
-            parent: parent.clone(),
-            txid,
-            size: image.size,
-            upload,
-            uploaded: (1..count).map(BlockIndex).collect::<BTreeSet<_>>(),
-            checked,
-            first_upload,
-        };
+        let mut transaction = Transaction::new(parent.clone(), txid, image.size, checked);
+        transaction.upload = upload;
+        transaction.uploaded = sums.clone();
+        transaction.uploaded.remove(&BlockIndex(0));
+        transaction.first_upload = first_upload;
         let (backend, location) = (database.backend(), database.location.clone());
         let started = Instant::now();
-        match runtime::block_on(log::commit(backend, location, transaction)) {
+        let records = database.patch_cache();
+        match runtime::block_on(log::commit(backend, location, transaction, records)) {
             Ok(snapshot) => {
                 database.published(snapshot.clone(), started);
                 return Ok(snapshot);

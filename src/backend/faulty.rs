@@ -21,6 +21,8 @@ pub enum Fault {
     /// A conditional PUT answered 412 (the key exists) without reaching the store, as a
     /// misbehaving server might.
     RefuseCondition,
+    /// A GET whose body arrives with one byte changed, as a faulty network might deliver it.
+    FlipByte,
 }
 
 pub struct FaultyBackend {
@@ -75,7 +77,7 @@ impl FaultyBackend {
                 request.await?;
                 Err(self.error(operation, key))
             }
-            Some(Fault::RefuseCondition) | None => request.await,
+            Some(Fault::RefuseCondition | Fault::FlipByte) | None => request.await,
         }
     }
 }
@@ -87,6 +89,17 @@ impl Backend for FaultyBackend {
     }
 
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
+        if self.faults.lock().first() == Some(&("GET", Fault::FlipByte)) {
+            self.take("GET");
+            let body = self.inner.get(key).await?;
+            return Ok(body.map(|body| {
+                let mut changed = body.to_vec();
+                if let Some(byte) = changed.get_mut(body.len() / 2) {
+                    *byte ^= 0x20;
+                }
+                Bytes::from(changed)
+            }));
+        }
         self.around("GET", key, self.inner.get(key)).await
     }
 

@@ -1,45 +1,24 @@
-//! The JSON objects that describe versions: commit records, checkpoints and the head hint.
+//! The objects that describe versions: commit records, checkpoints and the head hint, in
+//! storage format 2, and the format-1 objects earlier builds wrote.
 //!
-//! All three carry `format`; an object with a format this build does not know is refused.
+//! Format 2 records and checkpoints are a JSON header line, a binary payload (the pages a
+//! record carries) and a CRC-32 of everything before it, so a byte changed in transit or at
+//! rest is detected. Format 1 objects are plain JSON and are still read. An object with a
+//! format this build does not know is refused with a message saying so.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::block::{checksum, BlockRef, Patch};
 use super::{BlockIndex, BlockSize, TxId, Version};
 use crate::error::{Error, Result};
 
-/// The on-S3 format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
-
-/// `log/{version}`: created once with `If-None-Match: *`; its existence commits the version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitRecord {
-    pub format: u32,
-    pub version: u64,
-    /// The transaction that wrote this version (its blocks are keyed by it).
-    pub txid: String,
-    /// Commit time, milliseconds since the Unix epoch, by the writer's clock.
-    pub time_ms: u64,
-    /// The database file's size in bytes at this version.
-    pub size: u64,
-    pub block_size: u64,
-    /// The checkpoint this record's `changes` are relative to.
-    pub base_version: u64,
-    pub base_txid: String,
-    /// Every block changed since the base checkpoint: block index -> txid that wrote it.
-    pub changes: BTreeMap<u64, String>,
-    /// How many blocks this commit itself wrote.
-    pub blocks_written: u64,
-    /// The collector's safety margin, fixed when the database is created and copied into
-    /// every record: `s3vfs_gc` deletes no unreferenced object younger than this, and a
-    /// writer never commits a transaction whose freshness check is older than half of it.
-    /// Absent in records of earlier builds, which means [`DEFAULT_GC_MARGIN_MS`].
-    #[serde(default = "default_gc_margin_ms")]
-    pub gc_margin_ms: u64,
-}
+/// The storage format this build writes; it reads this one and format 1.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The collector's safety margin of a database created without `gc_margin=`: one hour.
 pub const DEFAULT_GC_MARGIN_MS: u64 = 60 * 60 * 1000;
@@ -50,18 +29,79 @@ fn default_gc_margin_ms() -> u64 {
     DEFAULT_GC_MARGIN_MS
 }
 
+/// One entry of a block map: a bare txid (format 1), or where the content comes from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawEntry {
+    Txid(String),
+    Ref {
+        /// The transaction that last changed the block.
+        t: String,
+        /// The transaction whose object the content starts from, when not `t`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        o: Option<String>,
+        /// The version whose record carries the block's pages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p: Option<u64>,
+        /// CRC-32 of the content.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        s: Option<u32>,
+    },
+}
+
+/// Where the payload holds one block's pages: the block, the bytes of its object kept, its
+/// length at this version, and `(offset within the block, length)` of each range, stored one
+/// after another.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RawPatch {
+    b: u64,
+    k: u64,
+    n: u64,
+    r: Vec<(u64, u64)>,
+}
+
+/// `log/{version}`: created once with `If-None-Match: *`; its existence commits the version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RawRecord {
+    format: u32,
+    version: u64,
+    /// The transaction that wrote this version (its blocks are keyed by it).
+    txid: String,
+    /// Commit time, milliseconds since the Unix epoch, by the writer's clock.
+    time_ms: u64,
+    /// The database file's size in bytes at this version.
+    size: u64,
+    block_size: u64,
+    /// The checkpoint this record's `changes` are relative to.
+    base_version: u64,
+    base_txid: String,
+    /// Every block changed since the base checkpoint.
+    changes: BTreeMap<u64, RawEntry>,
+    /// How many blocks this commit itself changed.
+    blocks_written: u64,
+    /// The collector's safety margin, fixed when the database is created and copied into
+    /// every record: `s3vfs_gc` deletes no unreferenced object younger than this, and a
+    /// writer never commits a transaction whose freshness check is older than half of it.
+    /// Absent in records of early builds, which means [`DEFAULT_GC_MARGIN_MS`].
+    #[serde(default = "default_gc_margin_ms")]
+    gc_margin_ms: u64,
+    /// The pages this record carries (format 2), in payload order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pages: Vec<RawPatch>,
+}
+
 /// `checkpoints/{version}-{txid}`: the whole block map at one version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub format: u32,
-    pub version: u64,
-    pub size: u64,
-    pub block_size: u64,
-    /// `blocks[i]` is the txid that wrote block `i`.
-    pub blocks: Vec<String>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RawCheckpoint {
+    format: u32,
+    version: u64,
+    size: u64,
+    block_size: u64,
+    blocks: Vec<RawEntry>,
 }
 
 /// `head`: a hint of a recent checkpointed version, so that listing the log starts near its end.
+/// Plain JSON, so that a build that reads only format 1 says the database needs a newer s3vfs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     pub format: u32,
@@ -69,12 +109,12 @@ pub struct Head {
 }
 
 fn check_format(key: &str, format: u32) -> Result<()> {
-    if format == FORMAT_VERSION {
+    if (1..=FORMAT_VERSION).contains(&format) {
         Ok(())
     } else {
         Err(Error::Format(format!(
-            "{key} has storage format {format}, but this s3vfs reads format {FORMAT_VERSION}; \
-             use a newer s3vfs"
+            "{key} has storage format {format}, but this s3vfs reads formats 1 to \
+             {FORMAT_VERSION}; use a newer s3vfs"
         )))
     }
 }
@@ -94,25 +134,89 @@ fn parse_block_size(key: &str, bytes: u64) -> Result<BlockSize> {
     BlockSize::new(bytes).ok_or_else(|| corrupt(key, format!("bad block size {bytes}")))
 }
 
-/// Decodes an object after checking its format, so that a newer format is reported as such
-/// rather than as a malformed object.
-fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> Result<T> {
+/// Splits an object into its JSON header and payload: a format-2 envelope is checked against
+/// its checksum; a format-1 object is all header.
+fn open_envelope<'a>(key: &str, body: &'a Bytes) -> Result<(&'a [u8], Bytes)> {
+    let Some(newline) = body.iter().position(|byte| *byte == b'\n') else {
+        return Ok((&body[..], Bytes::new()));
+    };
+    if body.len() < newline + 1 + 4 {
+        return Err(corrupt(key, "truncated object"));
+    }
+    let (content, trailer) = body.split_at(body.len() - 4);
+    let stored = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    if checksum(content) != stored {
+        return Err(corrupt(key, "checksum mismatch"));
+    }
+    Ok((&body[..newline], body.slice(newline + 1..body.len() - 4)))
+}
+
+fn seal(header: &[u8], payload: &[Bytes]) -> Bytes {
+    let length = header.len() + 1 + payload.iter().map(Bytes::len).sum::<usize>() + 4;
+    let mut out = BytesMut::with_capacity(length);
+    out.put_slice(header);
+    out.put_u8(b'\n');
+    for piece in payload {
+        out.put_slice(piece);
+    }
+    let sum = checksum(&out);
+    out.put_u32_le(sum);
+    out.freeze()
+}
+
+/// Decodes a header after checking its format, so that a newer format is reported as such
+/// rather than as a malformed object; returns the format too.
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, header: &[u8], enveloped: bool) -> Result<T> {
     #[derive(Deserialize)]
     struct Versioned {
         format: u32,
     }
     let versioned: Versioned =
-        serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))?;
+        serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))?;
     check_format(key, versioned.format)?;
-    serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))
+    if enveloped != (versioned.format >= 2) {
+        return Err(corrupt(key, "framing does not match its format"));
+    }
+    serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))
 }
 
-fn encode<T: Serialize>(value: &T) -> Bytes {
+fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail: every map key is an integer or a string.
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// A commit record after validation, with parsed units.
+fn parse_entry(key: &str, entry: &RawEntry, before: u64) -> Result<BlockRef> {
+    match entry {
+        RawEntry::Txid(txid) => Ok(BlockRef::whole(parse_txid(key, txid)?, None)),
+        RawEntry::Ref { t, o, p, s } => {
+            let txid = parse_txid(key, t)?;
+            let object = match o {
+                Some(object) => parse_txid(key, object)?,
+                None => txid,
+            };
+            if p.is_some_and(|version| version > before) {
+                return Err(corrupt(key, "names the pages of a later version"));
+            }
+            Ok(BlockRef {
+                txid,
+                object,
+                patch: p.map(Version),
+                sum: *s,
+            })
+        }
+    }
+}
+
+fn raw_entry(entry: &BlockRef) -> RawEntry {
+    RawEntry::Ref {
+        t: entry.txid.to_string(),
+        o: (entry.object != entry.txid).then(|| entry.object.to_string()),
+        p: entry.patch.map(|version| version.0),
+        s: entry.sum,
+    }
+}
+
+/// A commit record, with parsed units.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRecord {
     pub version: Version,
@@ -122,24 +226,94 @@ pub struct ParsedRecord {
     pub block_size: BlockSize,
     pub base_version: Version,
     pub base_txid: TxId,
-    pub changes: BTreeMap<BlockIndex, TxId>,
+    pub changes: BTreeMap<BlockIndex, BlockRef>,
     pub blocks_written: u64,
     pub gc_margin: Duration,
+    /// The pages this record carries, by block.
+    pub patches: Arc<BTreeMap<BlockIndex, Patch>>,
 }
 
+/// Commit records.
+pub struct CommitRecord;
+
 impl CommitRecord {
-    pub fn encode(&self) -> Bytes {
-        encode(self)
+    pub fn encode(record: &ParsedRecord) -> Bytes {
+        let mut payload = Vec::new();
+        let pages = record
+            .patches
+            .iter()
+            .map(|(index, patch)| RawPatch {
+                b: index.0,
+                k: patch.keep,
+                n: patch.len,
+                r: patch
+                    .ranges
+                    .iter()
+                    .map(|(within, data)| {
+                        payload.push(data.clone());
+                        (*within, data.len() as u64)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let raw = RawRecord {
+            format: FORMAT_VERSION,
+            version: record.version.0,
+            txid: record.txid.to_string(),
+            time_ms: record.time_ms,
+            size: record.size,
+            block_size: record.block_size.bytes(),
+            base_version: record.base_version.0,
+            base_txid: record.base_txid.to_string(),
+            changes: record
+                .changes
+                .iter()
+                .map(|(index, entry)| (index.0, raw_entry(entry)))
+                .collect(),
+            blocks_written: record.blocks_written,
+            gc_margin_ms: record.gc_margin.as_millis() as u64,
+            pages,
+        };
+        seal(&encode_json(&raw), &payload)
     }
 
-    pub fn decode(key: &str, body: &[u8]) -> Result<ParsedRecord> {
-        let raw: CommitRecord = decode(key, body)?;
+    pub fn decode(key: &str, body: &Bytes) -> Result<ParsedRecord> {
+        let (header, payload) = open_envelope(key, body)?;
+        let raw: RawRecord = decode(key, header, header.len() < body.len())?;
         let mut changes = BTreeMap::new();
-        for (index, txid) in &raw.changes {
-            changes.insert(BlockIndex(*index), parse_txid(key, txid)?);
+        for (index, entry) in &raw.changes {
+            changes.insert(BlockIndex(*index), parse_entry(key, entry, raw.version)?);
         }
         if raw.base_version > raw.version {
             return Err(corrupt(key, "base checkpoint is newer than the record"));
+        }
+        let mut patches = BTreeMap::new();
+        let mut at = 0usize;
+        for page in &raw.pages {
+            let mut ranges = Vec::with_capacity(page.r.len());
+            for (within, len) in &page.r {
+                let len = usize::try_from(*len).map_err(|_| corrupt(key, "bad page length"))?;
+                let end = at
+                    .checked_add(len)
+                    .filter(|end| *end <= payload.len())
+                    .ok_or_else(|| corrupt(key, "pages run past the payload"))?;
+                if within.saturating_add(len as u64) > page.n {
+                    return Err(corrupt(key, "a page runs past its block"));
+                }
+                ranges.push((*within, payload.slice(at..end)));
+                at = end;
+            }
+            patches.insert(
+                BlockIndex(page.b),
+                Patch {
+                    keep: page.k.min(page.n),
+                    len: page.n,
+                    ranges,
+                },
+            );
+        }
+        if at != payload.len() {
+            return Err(corrupt(key, "payload longer than its pages"));
         }
         Ok(ParsedRecord {
             version: Version(raw.version),
@@ -152,34 +326,49 @@ impl CommitRecord {
             changes,
             blocks_written: raw.blocks_written,
             gc_margin: Duration::from_millis(raw.gc_margin_ms.max(MIN_GC_MARGIN_MS)),
+            patches: Arc::new(patches),
         })
     }
 }
 
-/// A checkpoint after validation.
+/// A checkpoint, with parsed units. Its entries never carry patches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedCheckpoint {
     pub version: Version,
     pub size: u64,
     pub block_size: BlockSize,
-    pub blocks: Vec<TxId>,
+    pub blocks: Vec<BlockRef>,
 }
 
+/// Checkpoints.
+pub struct Checkpoint;
+
 impl Checkpoint {
-    pub fn encode(&self) -> Bytes {
-        encode(self)
+    pub fn encode(checkpoint: &ParsedCheckpoint) -> Bytes {
+        let raw = RawCheckpoint {
+            format: FORMAT_VERSION,
+            version: checkpoint.version.0,
+            size: checkpoint.size,
+            block_size: checkpoint.block_size.bytes(),
+            blocks: checkpoint.blocks.iter().map(raw_entry).collect(),
+        };
+        seal(&encode_json(&raw), &[])
     }
 
-    pub fn decode(key: &str, body: &[u8]) -> Result<ParsedCheckpoint> {
-        let raw: Checkpoint = decode(key, body)?;
+    pub fn decode(key: &str, body: &Bytes) -> Result<ParsedCheckpoint> {
+        let (header, _) = open_envelope(key, body)?;
+        let raw: RawCheckpoint = decode(key, header, header.len() < body.len())?;
         let block_size = parse_block_size(key, raw.block_size)?;
         let blocks = raw
             .blocks
             .iter()
-            .map(|txid| parse_txid(key, txid))
+            .map(|entry| parse_entry(key, entry, raw.version))
             .collect::<Result<Vec<_>>>()?;
         if blocks.len() as u64 != block_size.block_count(raw.size) {
             return Err(corrupt(key, "block list does not match the file size"));
+        }
+        if blocks.iter().any(|entry| entry.patch.is_some()) {
+            return Err(corrupt(key, "a checkpoint entry names patches"));
         }
         Ok(ParsedCheckpoint {
             version: Version(raw.version),
@@ -192,12 +381,57 @@ impl Checkpoint {
 
 impl Head {
     pub fn encode(&self) -> Bytes {
-        encode(self)
+        Bytes::from(encode_json(self))
     }
 
     pub fn decode(key: &str, body: &[u8]) -> Result<Version> {
-        let raw: Head = decode(key, body)?;
+        let raw: Head =
+            serde_json::from_slice(body).map_err(|error| corrupt(key, error.to_string()))?;
+        check_format(key, raw.format)?;
         Ok(Version(raw.version))
+    }
+}
+
+/// Format-1 objects, as earlier builds wrote them, for the tests that check they still open.
+#[cfg(test)]
+pub mod format1 {
+    use super::*;
+
+    pub fn record(record: &ParsedRecord) -> Bytes {
+        let raw = RawRecord {
+            format: 1,
+            version: record.version.0,
+            txid: record.txid.to_string(),
+            time_ms: record.time_ms,
+            size: record.size,
+            block_size: record.block_size.bytes(),
+            base_version: record.base_version.0,
+            base_txid: record.base_txid.to_string(),
+            changes: record
+                .changes
+                .iter()
+                .map(|(index, entry)| (index.0, RawEntry::Txid(entry.txid.to_string())))
+                .collect(),
+            blocks_written: record.blocks_written,
+            gc_margin_ms: record.gc_margin.as_millis() as u64,
+            pages: Vec::new(),
+        };
+        Bytes::from(encode_json(&raw))
+    }
+
+    pub fn checkpoint(checkpoint: &ParsedCheckpoint) -> Bytes {
+        let raw = RawCheckpoint {
+            format: 1,
+            version: checkpoint.version.0,
+            size: checkpoint.size,
+            block_size: checkpoint.block_size.bytes(),
+            blocks: checkpoint
+                .blocks
+                .iter()
+                .map(|entry| RawEntry::Txid(entry.txid.to_string()))
+                .collect(),
+        };
+        Bytes::from(encode_json(&raw))
     }
 }
 
@@ -205,74 +439,128 @@ impl Head {
 mod tests {
     use super::*;
 
-    fn record() -> CommitRecord {
-        CommitRecord {
-            format: FORMAT_VERSION,
-            version: 3,
-            txid: TxId(7).to_string(),
+    fn record() -> ParsedRecord {
+        ParsedRecord {
+            version: Version(3),
+            txid: TxId(7),
             time_ms: 1,
             size: 8192,
-            block_size: 4096,
-            base_version: 1,
-            base_txid: TxId(9).to_string(),
-            changes: BTreeMap::from([(1, TxId(7).to_string())]),
-            blocks_written: 1,
-            gc_margin_ms: 5000,
+            block_size: BlockSize::new(4096).expect("valid"),
+            base_version: Version(1),
+            base_txid: TxId(9),
+            changes: BTreeMap::from([
+                (BlockIndex(1), BlockRef::whole(TxId(7), Some(5))),
+                (
+                    BlockIndex(0),
+                    BlockRef {
+                        txid: TxId(7),
+                        object: TxId(9),
+                        patch: Some(Version(3)),
+                        sum: Some(6),
+                    },
+                ),
+            ]),
+            blocks_written: 2,
+            gc_margin: Duration::from_secs(5),
+            patches: Arc::new(BTreeMap::from([(
+                BlockIndex(0),
+                Patch {
+                    keep: 4096,
+                    len: 4096,
+                    ranges: vec![
+                        (24, Bytes::from_static(b"\0\0\0\x09")),
+                        (100, Bytes::from_static(b"row")),
+                    ],
+                },
+            )])),
         }
     }
 
     #[test]
     fn records_round_trip() {
-        let parsed = CommitRecord::decode("k", &record().encode()).expect("valid record");
-        assert_eq!(parsed.version, Version(3));
-        assert_eq!(parsed.changes.get(&BlockIndex(1)), Some(&TxId(7)));
-        assert_eq!(parsed.gc_margin, Duration::from_secs(5));
+        let parsed = CommitRecord::decode("k", &CommitRecord::encode(&record())).expect("valid");
+        assert_eq!(parsed, record());
     }
 
     #[test]
-    fn records_of_earlier_builds_have_the_default_margin() {
-        let mut value = serde_json::to_value(record()).expect("json");
+    fn format_1_records_still_decode() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&format1::record(&record())).expect("json");
         value
             .as_object_mut()
             .expect("object")
             .remove("gc_margin_ms");
-        let body = serde_json::to_vec(&value).expect("json");
+        let body = Bytes::from(serde_json::to_vec(&value).expect("json"));
         let parsed = CommitRecord::decode("k", &body).expect("valid record");
         assert_eq!(
             parsed.gc_margin,
             Duration::from_millis(DEFAULT_GC_MARGIN_MS)
         );
+        assert_eq!(
+            parsed.changes.get(&BlockIndex(0)),
+            Some(&BlockRef::whole(TxId(7), None))
+        );
+        assert!(parsed.patches.is_empty());
+    }
+
+    #[test]
+    fn any_changed_byte_is_detected() {
+        let body = CommitRecord::encode(&record());
+        for at in 0..body.len() {
+            let mut flipped = body.to_vec();
+            flipped[at] ^= 0x10;
+            let flipped = Bytes::from(flipped);
+            let error = CommitRecord::decode("k", &flipped).expect_err("must refuse");
+            assert!(
+                matches!(error, Error::Corrupt { .. } | Error::Format(_)),
+                "byte {at}: {error:?}"
+            );
+        }
+        let cut = body.slice(..body.len() - 3);
+        assert!(CommitRecord::decode("k", &cut).is_err());
     }
 
     #[test]
     fn unknown_format_is_refused_with_a_clear_message() {
-        let mut future = record();
-        future.format = 99;
-        let error = CommitRecord::decode("k", &future.encode()).expect_err("must refuse");
+        let error = CommitRecord::decode("k", &Bytes::from_static(br#"{"format":99,"x":1}"#))
+            .expect_err("must refuse");
         assert!(error.to_string().contains("format 99"), "{error}");
-        // A future format may have other fields: the format is still what is reported.
-        let error =
-            CommitRecord::decode("k", br#"{"format":2,"other":1}"#).expect_err("must refuse");
-        assert!(error.to_string().contains("format 2"), "{error}");
+        let future = seal(br#"{"format":3,"other":1}"#, &[]);
+        let error = CommitRecord::decode("k", &future).expect_err("must refuse");
+        assert!(error.to_string().contains("format 3"), "{error}");
+        let error = Head::decode("k", br#"{"format":3,"version":1}"#).expect_err("refused");
+        assert!(error.to_string().contains("newer s3vfs"), "{error}");
     }
 
     #[test]
     fn garbage_is_corrupt() {
-        let error = CommitRecord::decode("k", b"not json").expect_err("must refuse");
+        let error =
+            CommitRecord::decode("k", &Bytes::from_static(b"not json")).expect_err("refuse");
         assert!(matches!(error, Error::Corrupt { .. }));
-        let error = Checkpoint::decode("k", b"{\"format\":1}").expect_err("must refuse");
+        let error =
+            Checkpoint::decode("k", &Bytes::from_static(b"{\"format\":1}")).expect_err("refuse");
         assert!(matches!(error, Error::Corrupt { .. }));
     }
 
     #[test]
-    fn checkpoint_block_count_must_match_size() {
-        let checkpoint = Checkpoint {
-            format: FORMAT_VERSION,
-            version: 1,
+    fn checkpoints_round_trip_in_both_formats_and_must_match_their_size() {
+        let checkpoint = ParsedCheckpoint {
+            version: Version(1),
             size: 4097,
-            block_size: 4096,
-            blocks: vec![TxId(1).to_string()],
+            block_size: BlockSize::new(4096).expect("valid"),
+            blocks: vec![
+                BlockRef::whole(TxId(1), Some(3)),
+                BlockRef::whole(TxId(2), None),
+            ],
         };
-        assert!(Checkpoint::decode("k", &checkpoint.encode()).is_err());
+        let parsed = Checkpoint::decode("k", &Checkpoint::encode(&checkpoint)).expect("valid");
+        assert_eq!(parsed, checkpoint);
+        let parsed = Checkpoint::decode("k", &format1::checkpoint(&checkpoint)).expect("valid");
+        assert_eq!(parsed.blocks[0], BlockRef::whole(TxId(1), None));
+        let short = ParsedCheckpoint {
+            size: 9000,
+            ..checkpoint
+        };
+        assert!(Checkpoint::decode("k", &Checkpoint::encode(&short)).is_err());
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::block::BlockRef;
 use super::format::{ParsedRecord, DEFAULT_GC_MARGIN_MS, FORMAT_VERSION};
 use super::history::list_records;
 use super::log::{get_checkpoint, get_record, now_ms, MAX_IN_FLIGHT};
@@ -260,31 +261,57 @@ pub async fn collect(
         }
     }
 
-    // Everything the retained versions reference.
-    let fetches: Vec<_> = retained
-        .iter()
-        .map(|index| {
-            let (backend, location, version) =
-                (backend.clone(), location.clone(), records[*index].0);
-            async move {
-                match get_record(&backend, &location, version).await {
-                    Ok(record) => Ok(Some(record)),
-                    // Deleted meanwhile by another collector with a shorter window.
-                    Err(Error::Corrupt { .. })
-                        if backend.get(&location.log_key(version)).await?.is_none() =>
-                    {
-                        Ok(None)
+    // Everything the retained versions reference. A patched block needs the record that
+    // carries its pages: the versions from the oldest such record on are retained too, so
+    // that every listed version stays readable (pages never reach back past a checkpoint, so
+    // this adds at most the versions since the oldest retained version's checkpoint).
+    let mut retained_records: BTreeMap<Version, ParsedRecord> = BTreeMap::new();
+    loop {
+        let fetches: Vec<_> = retained
+            .iter()
+            .map(|index| records[*index].0)
+            .filter(|version| !retained_records.contains_key(version))
+            .map(|version| {
+                let (backend, location) = (backend.clone(), location.clone());
+                async move {
+                    match get_record(&backend, &location, version).await {
+                        Ok(record) => Ok(Some(record)),
+                        // Deleted meanwhile by another collector with a shorter window.
+                        Err(Error::Corrupt { .. })
+                            if backend.get(&location.log_key(version)).await?.is_none() =>
+                        {
+                            Ok(None)
+                        }
+                        Err(error) => Err(error),
                     }
-                    Err(error) => Err(error),
+                }
+            })
+            .collect();
+        for record in run_bounded(MAX_IN_FLIGHT, fetches)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            retained_records.insert(record.version, record);
+        }
+        let oldest_patch = retained_records
+            .values()
+            .flat_map(|record| record.changes.values())
+            .filter_map(|entry| entry.patch)
+            .min();
+        let first_retained = retained.first().map(|index| records[*index].0);
+        match (oldest_patch, first_retained) {
+            (Some(oldest), Some(first)) if oldest < first => {
+                let before = retained.len();
+                retained.extend((0..records.len()).filter(|index| records[*index].0 >= oldest));
+                if retained.len() == before {
+                    break;
                 }
             }
-        })
-        .collect();
-    let retained_records: Vec<ParsedRecord> = run_bounded(MAX_IN_FLIGHT, fetches)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+            _ => break,
+        }
+    }
+    let retained_records: Vec<ParsedRecord> = retained_records.into_values().collect();
     let needed_checkpoints: BTreeSet<(Version, TxId)> = retained_records
         .iter()
         .map(|record| (record.base_version, record.base_txid))
@@ -300,7 +327,7 @@ pub async fn collect(
             }
         })
         .collect();
-    let bases: BTreeMap<(Version, TxId), Vec<TxId>> = run_bounded(MAX_IN_FLIGHT, fetches)
+    let bases: BTreeMap<(Version, TxId), Vec<BlockRef>> = run_bounded(MAX_IN_FLIGHT, fetches)
         .await?
         .into_iter()
         .collect();
@@ -311,12 +338,12 @@ pub async fn collect(
             .map(Vec::as_slice)
             .unwrap_or_default();
         for index in 0..record.block_size.block_count(record.size) {
-            let txid = record
+            let entry = record
                 .changes
                 .get(&super::BlockIndex(index))
                 .or_else(|| base.get(index as usize));
-            if let Some(txid) = txid {
-                referenced.insert((index, *txid));
+            if let Some(entry) = entry {
+                referenced.insert((index, entry.object));
             }
         }
     }
@@ -397,6 +424,10 @@ mod tests {
 
     const MARGIN: Duration = Duration::from_secs(10);
 
+    fn records() -> Arc<crate::storage::block::PatchCache> {
+        Arc::new(crate::storage::block::PatchCache::new(1 << 20))
+    }
+
     fn location() -> Location {
         Location {
             bucket: "memory".into(),
@@ -429,7 +460,9 @@ mod tests {
             txid: TxId::random(),
             size: 2048,
             upload,
-            uploaded: BTreeSet::new(),
+            uploaded: BTreeMap::new(),
+            edits: Vec::new(),
+            known: BTreeMap::new(),
             checked: Instant::now(),
             first_upload: None,
         }
@@ -442,8 +475,13 @@ mod tests {
     ) -> Vec<Arc<Snapshot>> {
         let mut made = Vec::new();
         for round in 0..count {
-            parent = block_on(commit(backend.clone(), location(), step(&parent, round)))
-                .expect("commits");
+            parent = block_on(commit(
+                backend.clone(),
+                location(),
+                step(&parent, round),
+                records(),
+            ))
+            .expect("commits");
             made.push(parent.clone());
         }
         made
@@ -642,11 +680,13 @@ mod tests {
         let mut transaction = step(&made[2], 7);
         let spilled = transaction.upload.remove(0);
         upload(&backend, transaction.txid, spilled.clone());
-        transaction.uploaded.insert(spilled.0);
+        transaction
+            .uploaded
+            .insert(spilled.0, crate::storage::block::checksum(&spilled.1));
         transaction.first_upload = Some(Instant::now());
         block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
         let committed =
-            block_on(commit(backend.clone(), location(), transaction)).expect("commits");
+            block_on(commit(backend.clone(), location(), transaction, records())).expect("commits");
         for key in keys_of(&committed) {
             assert!(memory.object(&key).is_some(), "{key}");
         }
@@ -667,7 +707,7 @@ mod tests {
         block_on(collect(backend.clone(), location(), Keep::Versions(1))).expect("collects");
         assert!(memory.object(&location().log_key(Version(3))).is_none());
         // Its record 3 would be created, and be invisible behind 4 and 5: it must not commit.
-        let outcome = block_on(commit(backend.clone(), location(), slow));
+        let outcome = block_on(commit(backend.clone(), location(), slow, records()));
         assert!(
             matches!(outcome, Err(Error::Conflict { .. })),
             "{outcome:?}"
@@ -680,7 +720,7 @@ mod tests {
             .expect("exists");
         let mut stale = step(&latest, 3);
         stale.first_upload = Some(Instant::now() - MARGIN / 2);
-        let outcome = block_on(commit(backend.clone(), location(), stale));
+        let outcome = block_on(commit(backend.clone(), location(), stale, records()));
         assert!(matches!(outcome, Err(Error::TooSlow(_))), "{outcome:?}");
         let after = block_on(load_latest(backend, location(), None))
             .expect("loads")
@@ -695,8 +735,102 @@ mod tests {
         let made = commits(&backend, empty(), 2);
         let mut slow = step(&made[1], 5);
         slow.checked = Instant::now() - MARGIN;
-        let committed =
-            block_on(commit(backend, location(), slow)).expect("commits after a new check");
+        let committed = block_on(commit(backend, location(), slow, records()))
+            .expect("commits after a new check");
         assert_eq!(committed.version, Version(3));
+    }
+
+    #[test]
+    fn every_version_left_listed_reads_back_when_blocks_are_made_of_patches() {
+        use crate::storage::block;
+        use crate::storage::log::Edit;
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let mut parent = commits(&backend, empty(), 1).pop().expect("made");
+        let mut content: Vec<Vec<u8>> = (0..4)
+            .map(|index| {
+                let entry = parent
+                    .block_ref(BlockIndex(index))
+                    .expect("in file")
+                    .clone();
+                block_on({
+                    let backend = backend.clone();
+                    async move {
+                        block::fetch(
+                            &backend,
+                            &location(),
+                            BlockIndex(index),
+                            &entry,
+                            512,
+                            &records(),
+                        )
+                        .await
+                    }
+                })
+                .expect("reads")
+                .to_vec()
+            })
+            .collect();
+        let mut expected = BTreeMap::new();
+        for round in 0..230u64 {
+            let index = (round % 3) as usize;
+            let original = Bytes::from(content[index].clone());
+            content[index][(round as usize * 13) % 500] = round as u8;
+            let mut transaction =
+                Transaction::new(parent.clone(), TxId::random(), 2048, Instant::now());
+            transaction.edits.push((
+                BlockIndex(index as u64),
+                Edit {
+                    data: Bytes::from(content[index].clone()),
+                    original,
+                },
+            ));
+            parent = block_on(commit(backend.clone(), location(), transaction, records()))
+                .expect("commits");
+            expected.insert(parent.version, content.clone());
+        }
+        age_everything(&memory);
+        let report =
+            block_on(collect(backend.clone(), location(), Keep::Versions(5))).expect("collects");
+        assert!(report.retained_versions >= 5, "{report:?}");
+        assert!(report.removed.blocks.objects > 0 && report.removed.records.objects > 100);
+        let listed = block_on({
+            let backend = backend.clone();
+            async move { list_records(&backend, &location()).await }
+        })
+        .expect("lists");
+        assert_eq!(listed.len() as u64, report.retained_versions);
+        for (version, _) in listed {
+            let snapshot = block_on(crate::storage::history::load_version(
+                backend.clone(),
+                location(),
+                version,
+            ))
+            .expect("a listed version loads");
+            for index in 0..4u64 {
+                let entry = snapshot
+                    .block_ref(BlockIndex(index))
+                    .expect("in file")
+                    .clone();
+                let data = block_on({
+                    let backend = backend.clone();
+                    async move {
+                        block::fetch(
+                            &backend,
+                            &location(),
+                            BlockIndex(index),
+                            &entry,
+                            512,
+                            &records(),
+                        )
+                        .await
+                    }
+                })
+                .expect("a listed version reads back");
+                if let Some(content) = expected.get(&version) {
+                    assert_eq!(data[..], content[index as usize][..], "{version:?}");
+                }
+            }
+        }
     }
 }

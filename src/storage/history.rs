@@ -11,9 +11,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::format::ParsedRecord;
-use super::log::{self, snapshot_of, Transaction, MAX_IN_FLIGHT};
-use super::{BlockIndex, CommitRecord, Location, Snapshot, TxId, Version};
+use super::block::{self, PatchCache};
+use super::log::{self, find_record, snapshot_of, Transaction, MAX_IN_FLIGHT};
+use super::{BlockIndex, Location, Snapshot, TxId, Version};
 use crate::backend::{run_bounded, Backend, ObjectInfo};
 use crate::error::{Error, Result};
 
@@ -56,28 +56,6 @@ pub async fn list_records(
         .into_iter()
         .filter_map(|object| Some((location.version_of_log_key(&object.key)?, object)))
         .collect())
-}
-
-/// The record of `version`, or `None` when the store does not have it.
-async fn find_record(
-    backend: &Arc<dyn Backend>,
-    location: &Location,
-    version: Version,
-) -> Result<Option<ParsedRecord>> {
-    let key = location.log_key(version);
-    match backend.get(&key).await? {
-        Some(body) => {
-            let record = CommitRecord::decode(&key, &body)?;
-            if record.version != version {
-                return Err(Error::Corrupt {
-                    key,
-                    why: format!("names version {}", record.version.0),
-                });
-            }
-            Ok(Some(record))
-        }
-        None => Ok(None),
-    }
 }
 
 fn not_retained(location: &Location, asked: &str, listed: &[(Version, ObjectInfo)]) -> Error {
@@ -222,6 +200,7 @@ pub async fn restore(
     parent: Arc<Snapshot>,
     checked: Instant,
     old: Arc<Snapshot>,
+    records: Arc<PatchCache>,
 ) -> Result<Arc<Snapshot>> {
     if old.block_size != parent.block_size {
         return Err(Error::Format(format!(
@@ -234,7 +213,7 @@ pub async fn restore(
     }
     let count = old.block_count();
     let shared = |index: BlockIndex| {
-        old.block_txid(index) == parent.block_txid(index)
+        old.block_ref(index) == parent.block_ref(index)
             && old.block_len(index) == parent.block_len(index)
     };
     let mut copy: BTreeSet<BlockIndex> = (0..count)
@@ -248,36 +227,44 @@ pub async fn restore(
     let fetches: Vec<_> = copy
         .iter()
         .map(|index| {
-            let (backend, location) = (backend.clone(), location.clone());
-            let (index, txid, len) = (
+            let (backend, location, records) = (backend.clone(), location.clone(), records.clone());
+            let (index, entry, len) = (
                 *index,
-                old.block_txid(*index).unwrap_or(TxId(0)),
+                old.block_ref(*index).cloned(),
                 old.block_len(*index),
             );
             let version = old.version;
             async move {
-                let key = location.block_key(index, txid);
-                let data = backend.get(&key).await?.ok_or_else(|| Error::Collected {
-                    key: key.clone(),
-                    version: Some(version),
+                let entry = entry.ok_or_else(|| Error::Corrupt {
+                    key: location.url(),
+                    why: format!("version {} has no block {}", version.0, index.0),
                 })?;
-                if data.len() as u64 != len {
-                    return Err(Error::Corrupt {
-                        key,
-                        why: format!("{} bytes, expected {len}", data.len()),
-                    });
-                }
+                let data = block::fetch(&backend, &location, index, &entry, len, &records)
+                    .await
+                    .map_err(|error| match error {
+                        Error::Collected { key, .. } => Error::Collected {
+                            key,
+                            version: Some(version),
+                        },
+                        other => other,
+                    })?;
                 Ok::<(BlockIndex, Bytes), Error>((index, data))
             }
         })
         .collect();
     let mut upload = run_bounded(MAX_IN_FLIGHT, fetches).await?;
-    let parent_header = match parent.block_txid(BlockIndex(0)) {
-        Some(txid) => {
-            backend
-                .get(&location.block_key(BlockIndex(0), txid))
-                .await?
-        }
+    let parent_header = match parent.block_ref(BlockIndex(0)) {
+        Some(entry) => Some(
+            block::fetch(
+                &backend,
+                &location,
+                BlockIndex(0),
+                entry,
+                parent.block_len(BlockIndex(0)),
+                &records,
+            )
+            .await?,
+        ),
         None => None,
     };
     if let (Some((_, first)), Some(parent_header)) = (upload.first_mut(), parent_header) {
@@ -295,16 +282,9 @@ pub async fn restore(
             *first = Bytes::from(header);
         }
     }
-    let transaction = Transaction {
-        parent,
-        txid: TxId::random(),
-        size: old.size,
-        upload,
-        uploaded: BTreeSet::new(),
-        checked,
-        first_upload: None,
-    };
-    log::commit(backend, location, transaction).await
+    let mut transaction = Transaction::new(parent, TxId::random(), old.size, checked);
+    transaction.upload = upload;
+    log::commit(backend, location, transaction, records).await
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -419,17 +399,16 @@ mod tests {
                 upload.push((BlockIndex(0), Bytes::from(vec![0u8; 512])));
                 upload.push((BlockIndex(2), Bytes::from(vec![2u8; 100])));
             }
-            let transaction = Transaction {
-                parent: parent.clone(),
-                txid: TxId::random(),
-                size: 1124,
-                upload,
-                uploaded: BTreeSet::new(),
-                checked: Instant::now(),
-                first_upload: None,
-            };
-            parent =
-                block_on(log::commit(backend.clone(), location(), transaction)).expect("commits");
+            let mut transaction =
+                Transaction::new(parent.clone(), TxId::random(), 1124, Instant::now());
+            transaction.upload = upload;
+            parent = block_on(log::commit(
+                backend.clone(),
+                location(),
+                transaction,
+                Arc::new(PatchCache::new(1 << 20)),
+            ))
+            .expect("commits");
             snapshots.push(parent.clone());
         }
         snapshots
@@ -489,6 +468,7 @@ mod tests {
             snapshots[2].clone(),
             Instant::now(),
             old.clone(),
+            Arc::new(PatchCache::new(1 << 20)),
         ))
         .expect("restores");
         assert_eq!(restored.version, Version(4));

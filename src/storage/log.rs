@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::block::{self, checksum, diff, extend, BlockRef, Patch, PatchCache};
 use super::format::{ParsedCheckpoint, ParsedRecord};
 use super::{
     BlockIndex, BlockSize, Checkpoint, CommitRecord, Head, Location, Snapshot, TxId, Version,
@@ -21,6 +22,34 @@ pub const CHECKPOINT_MAX_CHANGES: usize = 1024;
 pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// At most this many object requests of one operation are in flight at once.
 pub const MAX_IN_FLIGHT: usize = 32;
+/// A block whose pages (everything that differs from its object) would exceed this many
+/// bytes, or a quarter of the block, is written whole instead.
+pub const MAX_PATCH_BYTES: u64 = 12 * 1024;
+/// A commit record carries at most this many bytes of pages; a larger transaction writes
+/// whole blocks, uploaded concurrently before its record.
+pub const MAX_RECORD_PAGES: u64 = 1024 * 1024;
+/// A GET whose body fails its checksum is sent again this many times before the object is
+/// reported corrupt: a byte changed in transit is not a byte changed at rest.
+const VERIFY_ATTEMPTS: usize = 3;
+
+/// GETs `key` and decodes it; a body that does not decode is fetched again (it may have been
+/// damaged in transit), and reported only when every attempt fails. `None` when missing.
+pub(crate) async fn get_verified<T>(
+    backend: &Arc<dyn Backend>,
+    key: &str,
+    decode: impl Fn(&Bytes) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut attempt = 1;
+    loop {
+        let Some(body) = backend.get(key).await? else {
+            return Ok(None);
+        };
+        match decode(&body) {
+            Err(Error::Corrupt { .. }) if attempt < VERIFY_ATTEMPTS => attempt += 1,
+            outcome => return outcome.map(Some),
+        }
+    }
+}
 
 pub(crate) async fn get_record(
     backend: &Arc<dyn Backend>,
@@ -36,23 +65,23 @@ pub(crate) async fn get_record(
 }
 
 /// The commit record of `version`, or `None` when the store has none.
-async fn find_record(
+pub(crate) async fn find_record(
     backend: &Arc<dyn Backend>,
     location: &Location,
     version: Version,
 ) -> Result<Option<ParsedRecord>> {
     let key = location.log_key(version);
-    let Some(body) = backend.get(&key).await? else {
-        return Ok(None);
-    };
-    let record = CommitRecord::decode(&key, &body)?;
-    if record.version != version {
-        return Err(Error::Corrupt {
-            key,
-            why: format!("names version {}", record.version.0),
-        });
-    }
-    Ok(Some(record))
+    get_verified(backend, &key, |body| {
+        let record = CommitRecord::decode(&key, body)?;
+        if record.version != version {
+            return Err(Error::Corrupt {
+                key: key.clone(),
+                why: format!("names version {}", record.version.0),
+            });
+        }
+        Ok(record)
+    })
+    .await
 }
 
 pub(crate) async fn get_checkpoint(
@@ -62,11 +91,12 @@ pub(crate) async fn get_checkpoint(
     txid: TxId,
 ) -> Result<ParsedCheckpoint> {
     let key = location.checkpoint_key(version, txid);
-    let body = backend.get(&key).await?.ok_or_else(|| Error::Corrupt {
-        key: key.clone(),
-        why: "checkpoint named by a commit record is missing".into(),
-    })?;
-    Checkpoint::decode(&key, &body)
+    get_verified(backend, &key, |body| Checkpoint::decode(&key, body))
+        .await?
+        .ok_or_else(|| Error::Corrupt {
+            key: key.clone(),
+            why: "checkpoint named by a commit record is missing".into(),
+        })
 }
 
 /// The newest committed version after `after` (or from the head hint when `after` is
@@ -135,6 +165,7 @@ pub(crate) async fn snapshot_of(
         base_txid: record.base_txid,
         base,
         changes: Arc::new(record.changes),
+        patches: record.patches,
         gc_margin: record.gc_margin,
     })
 }
@@ -205,20 +236,50 @@ pub async fn newer_than(
     Ok(Some(Arc::new(snapshot)))
 }
 
+/// A block a transaction changed, with the content it had at the parent version.
+pub struct Edit {
+    pub data: Bytes,
+    pub original: Bytes,
+}
+
 /// Everything a transaction hands over to be committed.
 pub struct Transaction {
     pub parent: Arc<Snapshot>,
     pub txid: TxId,
     pub size: u64,
-    /// Blocks still to upload, each exactly as long as it is in the new version.
+    /// Blocks to upload whole, each exactly as long as it is in the new version.
     pub upload: Vec<(BlockIndex, Bytes)>,
-    /// Blocks this transaction already uploaded under its txid (spilled early).
-    pub uploaded: BTreeSet<BlockIndex>,
+    /// Blocks changed from a known committed content: sent as pages inside the commit record
+    /// when small, else whole.
+    pub edits: Vec<(BlockIndex, Edit)>,
+    /// Blocks this transaction already uploaded under its txid (spilled early), with the
+    /// checksum of each.
+    pub uploaded: BTreeMap<BlockIndex, u32>,
+    /// The parent's content of blocks that [`to_consolidate`] names, when the caller has it;
+    /// the others are fetched.
+    pub known: BTreeMap<BlockIndex, Bytes>,
     /// When the freshness check that found `parent` to be the newest version started (the
-    /// LIST request was sent after this instant).
+    /// request was sent after this instant).
     pub checked: Instant,
     /// When the first of `uploaded` was sent, if any.
     pub first_upload: Option<Instant>,
+}
+
+impl Transaction {
+    /// A transaction on `parent` that changes nothing yet.
+    pub fn new(parent: Arc<Snapshot>, txid: TxId, size: u64, checked: Instant) -> Transaction {
+        Transaction {
+            parent,
+            txid,
+            size,
+            upload: Vec::new(),
+            edits: Vec::new(),
+            uploaded: BTreeMap::new(),
+            known: BTreeMap::new(),
+            checked,
+            first_upload: None,
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -245,20 +306,47 @@ pub async fn upload_blocks(
         .map(|_| ())
 }
 
-/// Publishes a transaction as version `parent + 1`: uploads its blocks (and a checkpoint when
-/// one is due), then creates the commit record with `If-None-Match: *`. Until that PUT
+/// Whether the version after `parent` gets a checkpoint.
+fn checkpoint_due(parent: &Snapshot) -> bool {
+    parent.version.0 == 0
+        || parent.changes.len() >= CHECKPOINT_MAX_CHANGES
+        || parent.version.0 + 1 - parent.base_version.0 >= CHECKPOINT_INTERVAL
+}
+
+/// The blocks a commit on `parent` (to a file of `size` bytes) writes whole although they may
+/// be unchanged: when a checkpoint is due, every block still made of patches, since no patch
+/// may outlive the checkpoint after it.
+pub fn to_consolidate(parent: &Snapshot, size: u64) -> Vec<BlockIndex> {
+    if !checkpoint_due(parent) {
+        return Vec::new();
+    }
+    let count = parent.block_size.block_count(size);
+    parent
+        .changes
+        .iter()
+        .filter(|(index, entry)| index.0 < count && entry.patch.is_some())
+        .map(|(index, _)| *index)
+        .collect()
+}
+
+/// Publishes a transaction as version `parent + 1`: uploads the blocks it writes whole (and a
+/// checkpoint when one is due), then creates the commit record, carrying the pages of small
+/// changes, with `If-None-Match: *`. A small transaction is that one request. Until it
 /// succeeds nothing of the transaction is visible; a conflict leaves no visible trace.
 pub async fn commit(
     backend: Arc<dyn Backend>,
     location: Location,
     transaction: Transaction,
+    records: Arc<PatchCache>,
 ) -> Result<Arc<Snapshot>> {
     let Transaction {
         parent,
         txid,
         size,
-        upload,
+        mut upload,
+        edits,
         uploaded,
+        known,
         mut checked,
         first_upload,
     } = transaction;
@@ -295,21 +383,126 @@ pub async fn commit(
     }
     let block_size: BlockSize = parent.block_size;
     let count = block_size.block_count(size);
-    let mut written: BTreeSet<BlockIndex> = uploaded;
-    written.extend(upload.iter().map(|(index, _)| *index));
+    let due = checkpoint_due(&parent);
+    let blocks_written = (upload.len() + edits.len() + uploaded.len()) as u64;
 
-    let mut changes: BTreeMap<BlockIndex, TxId> = parent
+    let mut entries: BTreeMap<BlockIndex, BlockRef> = parent
         .changes
         .iter()
         .filter(|(index, _)| index.0 < count)
-        .map(|(index, txid)| (*index, *txid))
+        .map(|(index, entry)| (*index, entry.clone()))
         .collect();
-    for index in &written {
-        changes.insert(*index, txid);
+    for (index, sum) in &uploaded {
+        entries.insert(*index, BlockRef::whole(txid, Some(*sum)));
     }
-    let due = changes.len() > CHECKPOINT_MAX_CHANGES
-        || version.0 - parent.base_version.0 >= CHECKPOINT_INTERVAL
-        || parent.version.0 == 0;
+    for (index, data) in &upload {
+        entries.insert(*index, BlockRef::whole(txid, Some(checksum(data))));
+    }
+    // The pages the parent's record carries for the blocks this transaction edits: its own
+    // pages extend them. Usually cached (this process read or wrote them); else one GET.
+    let earlier: BTreeMap<BlockIndex, Patch> = if due {
+        BTreeMap::new()
+    } else {
+        let wanted: BTreeSet<Version> = edits
+            .iter()
+            .filter_map(|(index, _)| parent.block_ref(*index)?.patch)
+            .collect();
+        let fetches: Vec<_> = wanted
+            .into_iter()
+            .map(|version| {
+                let (backend, location, records) =
+                    (backend.clone(), location.clone(), records.clone());
+                async move { block::pages_of(&backend, &location, version, &records).await }
+            })
+            .collect();
+        let mut pages = BTreeMap::new();
+        for fetched in run_bounded(MAX_IN_FLIGHT, fetches).await? {
+            pages.extend(fetched.iter().map(|(index, patch)| (*index, patch.clone())));
+        }
+        edits
+            .iter()
+            .filter_map(|(index, _)| Some((*index, pages.get(index)?.clone())))
+            .collect()
+    };
+    let patch_limit = MAX_PATCH_BYTES.min(block_size.bytes() / 4);
+    let mut patches: BTreeMap<BlockIndex, Patch> = BTreeMap::new();
+    let mut page_bytes = 0u64;
+    for (index, edit) in edits {
+        let sum = checksum(&edit.data);
+        let patched = match parent.block_ref(index) {
+            Some(entry) if !due && block_size.block_len(index, parent.size) > 0 => {
+                match (entry.patch, earlier.get(&index)) {
+                    (None, _) => Some((entry, diff(&edit.original, &edit.data))),
+                    (Some(_), Some(earlier)) => {
+                        Some((entry, extend(earlier, &edit.original, &edit.data)))
+                    }
+                    (Some(_), None) => None,
+                }
+            }
+            _ => None,
+        };
+        match patched {
+            Some((entry, patch))
+                if patch.bytes() <= patch_limit
+                    && page_bytes + patch.bytes() <= MAX_RECORD_PAGES =>
+            {
+                page_bytes += patch.bytes();
+                entries.insert(
+                    index,
+                    BlockRef {
+                        txid,
+                        object: entry.object,
+                        patch: Some(version),
+                        sum: Some(sum),
+                    },
+                );
+                patches.insert(index, patch);
+            }
+            _ => {
+                entries.insert(index, BlockRef::whole(txid, Some(sum)));
+                upload.push((index, edit.data));
+            }
+        }
+    }
+    if due {
+        // No patch outlives a checkpoint: what is still patched is written whole, keeping the
+        // name of its content.
+        let chained: Vec<(BlockIndex, BlockRef)> = entries
+            .iter()
+            .filter(|(_, entry)| entry.patch.is_some())
+            .map(|(index, entry)| (*index, entry.clone()))
+            .collect();
+        let fetches: Vec<_> = chained
+            .iter()
+            .map(|(index, entry)| {
+                let (backend, location, records) =
+                    (backend.clone(), location.clone(), records.clone());
+                let (index, entry, len) = (*index, entry.clone(), parent.block_len(*index));
+                let cached = known.get(&index).cloned();
+                async move {
+                    match cached {
+                        Some(data) => Ok(data),
+                        None => {
+                            block::fetch(&backend, &location, index, &entry, len, &records).await
+                        }
+                    }
+                }
+            })
+            .collect();
+        let contents = run_bounded(MAX_IN_FLIGHT, fetches).await?;
+        for ((index, entry), data) in chained.into_iter().zip(contents) {
+            entries.insert(
+                index,
+                BlockRef {
+                    txid: entry.txid,
+                    object: txid,
+                    patch: None,
+                    sum: Some(checksum(&data)),
+                },
+            );
+            upload.push((index, data));
+        }
+    }
 
     let mut snapshot = Snapshot {
         version,
@@ -321,20 +514,23 @@ pub async fn commit(
         base_version: parent.base_version,
         base_txid: parent.base_txid,
         base: parent.base.clone(),
-        changes: Arc::new(changes),
+        changes: Arc::new(entries),
+        patches: Arc::new(patches),
         gc_margin: margin,
     };
     let mut checkpoint_upload = None;
     if due {
         let blocks = snapshot.full_map();
-        let checkpoint = Checkpoint {
-            format: FORMAT_VERSION,
-            version: version.0,
+        let checkpoint = ParsedCheckpoint {
+            version,
             size,
-            block_size: block_size.bytes(),
-            blocks: blocks.iter().map(TxId::to_string).collect(),
+            block_size,
+            blocks: blocks.clone(),
         };
-        checkpoint_upload = Some((location.checkpoint_key(version, txid), checkpoint.encode()));
+        checkpoint_upload = Some((
+            location.checkpoint_key(version, txid),
+            Checkpoint::encode(&checkpoint),
+        ));
         snapshot.base_version = version;
         snapshot.base_txid = txid;
         snapshot.base = Arc::new(blocks);
@@ -357,29 +553,28 @@ pub async fn commit(
     blocks_result?;
     checkpoint_result?;
 
-    let record = CommitRecord {
-        format: FORMAT_VERSION,
-        version: version.0,
-        txid: txid.to_string(),
+    let record = ParsedRecord {
+        version,
+        txid,
         time_ms: snapshot.time_ms,
         size,
-        block_size: block_size.bytes(),
-        base_version: snapshot.base_version.0,
-        base_txid: snapshot.base_txid.to_string(),
-        changes: snapshot
-            .changes
-            .iter()
-            .map(|(index, txid)| (index.0, txid.to_string()))
-            .collect(),
-        blocks_written: written.len() as u64,
-        gc_margin_ms: margin.as_millis() as u64,
+        block_size,
+        base_version: snapshot.base_version,
+        base_txid: snapshot.base_txid,
+        changes: (*snapshot.changes).clone(),
+        blocks_written,
+        gc_margin: margin,
+        patches: snapshot.patches.clone(),
     };
     let key = location.log_key(version);
     let deadline_start = first_upload.map_or(checked, |first| first.min(checked));
     if deadline_start.elapsed() >= margin / 2 {
         return Err(too_slow(&location, version, "its freshness check", margin));
     }
-    match backend.put_if_absent(&key, record.encode()).await? {
+    match backend
+        .put_if_absent(&key, CommitRecord::encode(&record))
+        .await?
+    {
         PutOutcome::Created => {}
         PutOutcome::AlreadyExists => {
             // A lost reply is not a lost commit: the record that exists may be ours.
@@ -404,6 +599,7 @@ pub async fn commit(
             }
         }
     }
+    records.insert(version, snapshot.patches.clone());
     if due {
         let head = Head {
             format: FORMAT_VERSION,
@@ -434,6 +630,10 @@ mod tests {
     use crate::runtime::block_on;
     use std::time::Duration;
 
+    fn records() -> Arc<crate::storage::block::PatchCache> {
+        Arc::new(crate::storage::block::PatchCache::new(1 << 20))
+    }
+
     fn location() -> Location {
         Location {
             bucket: "memory".into(),
@@ -448,7 +648,9 @@ mod tests {
             txid: TxId::random(),
             size: 1024,
             upload: vec![(BlockIndex(0), block.clone()), (BlockIndex(1), block)],
-            uploaded: BTreeSet::new(),
+            uploaded: BTreeMap::new(),
+            edits: Vec::new(),
+            known: BTreeMap::new(),
             checked: Instant::now(),
             first_upload: None,
         }
@@ -462,9 +664,19 @@ mod tests {
     fn two_writers_on_one_version_exactly_one_wins() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let parent = empty();
-        let first = block_on(commit(backend.clone(), location(), transaction(&parent, 1)))
-            .expect("first wins");
-        let second = block_on(commit(backend.clone(), location(), transaction(&parent, 2)));
+        let first = block_on(commit(
+            backend.clone(),
+            location(),
+            transaction(&parent, 1),
+            records(),
+        ))
+        .expect("first wins");
+        let second = block_on(commit(
+            backend.clone(),
+            location(),
+            transaction(&parent, 2),
+            records(),
+        ));
         assert!(
             matches!(
                 second,
@@ -495,8 +707,13 @@ mod tests {
             ..RetryPolicy::default()
         };
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty, policy));
-        let committed =
-            block_on(commit(backend, location(), transaction(&empty(), 3))).expect("ours");
+        let committed = block_on(commit(
+            backend,
+            location(),
+            transaction(&empty(), 3),
+            records(),
+        ))
+        .expect("ours");
         assert_eq!(committed.version, Version(1));
         assert!(memory.object(&location().log_key(Version(1))).is_some());
     }
@@ -507,8 +724,13 @@ mod tests {
         let faulty = Arc::new(FaultyBackend::new(memory.clone()));
         faulty.inject("PUT If-None-Match", Fault::RefuseCondition);
         let backend: Arc<dyn Backend> = faulty;
-        let error = block_on(commit(backend, location(), transaction(&empty(), 3)))
-            .expect_err("nothing was committed");
+        let error = block_on(commit(
+            backend,
+            location(),
+            transaction(&empty(), 3),
+            records(),
+        ))
+        .expect_err("nothing was committed");
         let message = error.to_string();
         assert!(matches!(error, Error::NotCommitted(_)), "{error:?}");
         assert!(message.contains("nothing was committed"), "{message}");
@@ -531,7 +753,13 @@ mod tests {
             ..RetryPolicy::default()
         };
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(faulty.clone(), policy));
-        block_on(commit(backend, location(), transaction(&empty(), 4))).expect("retries succeed");
+        block_on(commit(
+            backend,
+            location(),
+            transaction(&empty(), 4),
+            records(),
+        ))
+        .expect("retries succeed");
 
         let short = RetryPolicy {
             budget: Duration::from_millis(1),
@@ -544,8 +772,13 @@ mod tests {
         let parent = block_on(load_latest(backend.clone(), location(), None))
             .expect("loads")
             .expect("exists");
-        let error =
-            block_on(commit(backend, location(), transaction(&parent, 5))).expect_err("gives up");
+        let error = block_on(commit(
+            backend,
+            location(),
+            transaction(&parent, 5),
+            records(),
+        ))
+        .expect_err("gives up");
         let message = error.to_string();
         assert!(
             message.contains("s3://memory/db/blocks/") && message.contains("503"),
@@ -563,6 +796,7 @@ mod tests {
                 memory.clone(),
                 location(),
                 transaction(&parent, round as u8),
+                records(),
             ))
             .expect("commits");
         }
@@ -598,8 +832,13 @@ mod tests {
         };
         let empty = empty();
         assert!(matches!(check(&empty), (None, 1, 0)));
-        let first =
-            block_on(commit(memory.clone(), location(), transaction(&empty, 1))).expect("commits");
+        let first = block_on(commit(
+            memory.clone(),
+            location(),
+            transaction(&empty, 1),
+            records(),
+        ))
+        .expect("commits");
         let (found, gets, lists) = check(&empty);
         assert_eq!(found.expect("newer").version, Version(1));
         // The record of 1, no record 2, the checkpoint 1 is based on.
@@ -613,6 +852,7 @@ mod tests {
                 memory.clone(),
                 location(),
                 transaction(&parent, round),
+                records(),
             ))
             .expect("commits");
         }
@@ -644,8 +884,13 @@ mod tests {
     fn a_refresh_with_nothing_new_costs_one_list() {
         use crate::backend::metered::{MeteredBackend, Metrics};
         let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let parent = block_on(commit(memory.clone(), location(), transaction(&empty(), 1)))
-            .expect("commits");
+        let parent = block_on(commit(
+            memory.clone(),
+            location(),
+            transaction(&empty(), 1),
+            records(),
+        ))
+        .expect("commits");
         let metrics = Arc::new(Metrics::default());
         let metered: Arc<dyn Backend> =
             Arc::new(MeteredBackend::new(memory, vec![metrics.clone()]));
@@ -655,5 +900,248 @@ mod tests {
         assert_eq!(same.version, parent.version);
         assert_eq!(metrics.snapshot().list, 1);
         assert_eq!(metrics.snapshot().requests(), 1);
+    }
+
+    /// A database of `blocks` blocks of 4096 bytes, block `i` filled with `i`.
+    fn database(backend: &Arc<dyn Backend>, blocks: u64) -> (Arc<Snapshot>, Vec<Vec<u8>>) {
+        let parent = Arc::new(Snapshot::empty(BlockSize::new(4096).expect("valid")));
+        let content: Vec<Vec<u8>> = (0..blocks).map(|i| vec![i as u8; 4096]).collect();
+        let mut transaction =
+            Transaction::new(parent, TxId::random(), blocks * 4096, Instant::now());
+        transaction.upload = content
+            .iter()
+            .enumerate()
+            .map(|(i, data)| (BlockIndex(i as u64), Bytes::from(data.clone())))
+            .collect();
+        let snapshot =
+            block_on(commit(backend.clone(), location(), transaction, records())).expect("commits");
+        (snapshot, content)
+    }
+
+    /// A commit on `parent` that changes `bytes` bytes of block `index` at `at`.
+    fn edit(
+        backend: &Arc<dyn Backend>,
+        parent: &Arc<Snapshot>,
+        content: &mut [Vec<u8>],
+        index: u64,
+        at: usize,
+        fill: &[u8],
+    ) -> Arc<Snapshot> {
+        let original = Bytes::from(content[index as usize].clone());
+        content[index as usize][at..at + fill.len()].copy_from_slice(fill);
+        let mut transaction =
+            Transaction::new(parent.clone(), TxId::random(), parent.size, Instant::now());
+        transaction.edits.push((
+            BlockIndex(index),
+            Edit {
+                data: Bytes::from(content[index as usize].clone()),
+                original,
+            },
+        ));
+        block_on(commit(backend.clone(), location(), transaction, records())).expect("commits")
+    }
+
+    fn put(backend: &Arc<dyn Backend>, key: &str, body: Bytes) {
+        let (backend, key) = (backend.clone(), key.to_string());
+        block_on(async move { backend.put(&key, body).await.map_err(Error::from) }).expect("puts");
+    }
+
+    fn read(backend: &Arc<dyn Backend>, snapshot: &Snapshot, index: u64) -> Result<Bytes> {
+        let entry = snapshot
+            .block_ref(BlockIndex(index))
+            .expect("in file")
+            .clone();
+        let (backend, len) = (backend.clone(), snapshot.block_len(BlockIndex(index)));
+        block_on(async move {
+            block::fetch(
+                &backend,
+                &location(),
+                BlockIndex(index),
+                &entry,
+                len,
+                &records(),
+            )
+            .await
+        })
+    }
+
+    #[test]
+    fn a_small_change_is_one_conditional_put_carrying_only_its_bytes() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let metrics = Arc::new(Metrics::default());
+        let metered: Arc<dyn Backend> =
+            Arc::new(MeteredBackend::new(memory.clone(), vec![metrics.clone()]));
+        let (parent, mut content) = database(&memory, 8);
+        let before = metrics.snapshot();
+        let next = edit(&metered, &parent, &mut content, 3, 1000, b"one new row");
+        let after = metrics.snapshot();
+        assert_eq!(after.requests() - before.requests(), 1, "{after:?}");
+        assert_eq!(after.put_if_absent - before.put_if_absent, 1);
+        assert!(
+            after.bytes_up - before.bytes_up < 1024,
+            "{} bytes up for 11 changed",
+            after.bytes_up - before.bytes_up
+        );
+        // Read cold, from the store: the object of block 3 and the record patching it.
+        let loaded = block_on(load_latest(memory.clone(), location(), None))
+            .expect("loads")
+            .expect("exists");
+        assert_eq!(loaded.version, next.version);
+        assert_eq!(
+            read(&memory, &loaded, 3).expect("reads")[..],
+            content[3][..]
+        );
+        assert_eq!(
+            read(&memory, &loaded, 2).expect("reads")[..],
+            content[2][..]
+        );
+    }
+
+    #[test]
+    fn patches_are_bounded_and_never_outlive_a_checkpoint() {
+        let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let (mut parent, mut content) = database(&memory, 4);
+        let mut versions = vec![(parent.clone(), content.clone())];
+        for round in 0..(CHECKPOINT_INTERVAL + 20) {
+            let index = if round % 3 == 0 { 2 } else { 1 };
+            let at = (round as usize * 37) % 4000;
+            parent = edit(
+                &memory,
+                &parent,
+                &mut content,
+                index,
+                at,
+                &[round as u8 + 1; 9],
+            );
+            for entry in parent.changes.values() {
+                assert!(entry.patch.is_none_or(|v| v > parent.base_version));
+            }
+            for patch in parent.patches.values() {
+                assert!(patch.bytes() <= MAX_PATCH_BYTES.min(1024), "{patch:?}");
+            }
+            assert!(parent.base.iter().all(|entry| entry.patch.is_none()));
+            versions.push((parent.clone(), content.clone()));
+        }
+        // Every version reads back exactly, from the store alone.
+        for (snapshot, expected) in versions.iter().step_by(7) {
+            let loaded = block_on(crate::storage::history::load_version(
+                memory.clone(),
+                location(),
+                snapshot.version,
+            ))
+            .expect("loads");
+            for index in 0..4 {
+                let data = read(&memory, &loaded, index).expect("reads");
+                assert_eq!(
+                    data[..],
+                    expected[index as usize][..],
+                    "{:?}",
+                    snapshot.version
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_byte_changed_in_transit_is_fetched_again_and_one_changed_at_rest_is_reported() {
+        let memory = Arc::new(MemoryBackend::new());
+        let plain: Arc<dyn Backend> = memory.clone();
+        let (parent, mut content) = database(&plain, 2);
+        let next = edit(&plain, &parent, &mut content, 1, 10, b"patched");
+        let faulty = Arc::new(FaultyBackend::new(memory.clone()));
+        let backend: Arc<dyn Backend> = faulty.clone();
+        // In transit: the object, then the record, arrive damaged once each.
+        faulty.inject("GET", Fault::FlipByte);
+        assert_eq!(
+            read(&backend, &next, 1).expect("fetched again")[..],
+            content[1][..]
+        );
+        faulty.inject("GET", Fault::FlipByte);
+        faulty.inject("GET", Fault::FlipByte);
+        assert_eq!(
+            read(&backend, &next, 0).expect("fetched again")[..],
+            content[0][..]
+        );
+        faulty.inject("GET", Fault::FlipByte);
+        let (owned, version) = (backend.clone(), next.version);
+        let found = block_on(async move { find_record(&owned, &location(), version).await })
+            .expect("fetched again")
+            .expect("exists");
+        assert_eq!(found.txid, next.txid);
+        // At rest: never returned, reported with the key.
+        let key = location().block_key(
+            BlockIndex(0),
+            parent.block_ref(BlockIndex(0)).expect("in file").object,
+        );
+        let mut stored = memory.object(&key).expect("stored").to_vec();
+        stored[4000] ^= 1;
+        put(&plain, &key, Bytes::from(stored));
+        let error = read(&plain, &next, 0).expect_err("corrupt");
+        assert!(matches!(error, Error::Corrupt { .. }), "{error:?}");
+        assert!(error.to_string().contains(&key), "{error}");
+        assert_eq!(
+            error.sqlite_code(crate::error::Operation::Read),
+            crate::error::code::IOERR_DATA
+        );
+    }
+
+    #[test]
+    fn a_format_1_database_opens_and_its_next_commit_writes_format_2() {
+        use crate::storage::format::format1;
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let (mut parent, mut content) = database(&backend, 3);
+        parent = {
+            let mut transaction =
+                Transaction::new(parent.clone(), TxId::random(), parent.size, Instant::now());
+            content[1] = vec![9u8; 4096];
+            transaction.upload = vec![(BlockIndex(1), Bytes::from(content[1].clone()))];
+            block_on(commit(backend.clone(), location(), transaction, records())).expect("commits")
+        };
+        // Rewrite the record and checkpoint as a format-1 build wrote them.
+        for version in [Version(1), Version(2)] {
+            let key = location().log_key(version);
+            let owned = backend.clone();
+            let record = block_on(async move { get_record(&owned, &location(), version).await })
+                .expect("record");
+            put(&backend, &key, format1::record(&record));
+        }
+        let key = location().checkpoint_key(Version(1), parent.base_txid);
+        let (owned, base) = (backend.clone(), parent.base_txid);
+        let checkpoint =
+            block_on(async move { get_checkpoint(&owned, &location(), Version(1), base).await })
+                .expect("checkpoint");
+        put(&backend, &key, format1::checkpoint(&checkpoint));
+        let old = block_on(load_latest(backend.clone(), location(), None))
+            .expect("opens")
+            .expect("exists");
+        assert_eq!(old.version, Version(2));
+        assert!(old.block_ref(BlockIndex(1)).expect("in file").sum.is_none());
+        for index in 0..3 {
+            assert_eq!(
+                read(&backend, &old, index).expect("reads")[..],
+                content[index as usize][..]
+            );
+        }
+        let next = edit(&backend, &old, &mut content, 1, 5, b"format 2");
+        let body = memory
+            .object(&location().log_key(next.version))
+            .expect("record");
+        assert!(body.contains(&b'\n'), "the new record is format 2");
+        let loaded = block_on(load_latest(backend.clone(), location(), None))
+            .expect("opens")
+            .expect("exists");
+        assert!(loaded
+            .block_ref(BlockIndex(1))
+            .expect("in file")
+            .sum
+            .is_some());
+        for index in 0..3 {
+            assert_eq!(
+                read(&backend, &loaded, index).expect("reads")[..],
+                content[index as usize][..]
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! How a database becomes objects: units, block arithmetic, object keys, commit records and
 //! the snapshots they describe; the history of versions and its collector.
 
+pub mod block;
 pub mod format;
 pub mod gc;
 pub mod history;

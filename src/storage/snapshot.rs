@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::block::{BlockRef, Patch};
 use super::{BlockIndex, BlockSize, TxId, Version};
 
-/// One committed version: its size and which object holds each block.
+/// One committed version: its size and where the content of each block comes from.
 ///
 /// The block map is a checkpoint (`base`) plus the changes since it (`changes`), the same
 /// split as the commit records, so a refresh that stays on one checkpoint shares `base`.
@@ -19,9 +20,12 @@ pub struct Snapshot {
     pub time_ms: u64,
     pub base_version: Version,
     pub base_txid: TxId,
-    pub base: Arc<Vec<TxId>>,
-    pub changes: Arc<BTreeMap<BlockIndex, TxId>>,
-    /// The collector's safety margin recorded in the database (see `CommitRecord`).
+    pub base: Arc<Vec<BlockRef>>,
+    pub changes: Arc<BTreeMap<BlockIndex, BlockRef>>,
+    /// The pages this version's own commit record carries, so that a reader that already
+    /// holds the previous content of a block can patch it instead of fetching it.
+    pub patches: Arc<BTreeMap<BlockIndex, Patch>>,
+    /// The collector's safety margin recorded in the database (see `format::RawRecord`).
     pub gc_margin: Duration,
 }
 
@@ -38,6 +42,7 @@ impl Snapshot {
             base_txid: TxId(0),
             base: Arc::new(Vec::new()),
             changes: Arc::new(BTreeMap::new()),
+            patches: Arc::new(BTreeMap::new()),
             gc_margin: Duration::from_millis(super::format::DEFAULT_GC_MARGIN_MS),
         }
     }
@@ -46,26 +51,35 @@ impl Snapshot {
         self.block_size.block_count(self.size)
     }
 
-    /// The transaction whose object holds block `index`, or `None` past the end of the file.
-    pub fn block_txid(&self, index: BlockIndex) -> Option<TxId> {
+    /// Where block `index`'s content comes from, or `None` past the end of the file.
+    pub fn block_ref(&self, index: BlockIndex) -> Option<&BlockRef> {
         if index.0 >= self.block_count() {
             return None;
         }
         self.changes
             .get(&index)
             .or_else(|| self.base.get(index.0 as usize))
-            .copied()
     }
 
-    /// The expected length of block `index`'s object.
+    /// The transaction that last changed block `index` (it names the block's content), or
+    /// `None` past the end of the file.
+    pub fn block_txid(&self, index: BlockIndex) -> Option<TxId> {
+        self.block_ref(index).map(|entry| entry.txid)
+    }
+
+    /// The expected length of block `index` at this version.
     pub fn block_len(&self, index: BlockIndex) -> u64 {
         self.block_size.block_len(index, self.size)
     }
 
     /// The full block map, as a checkpoint stores it.
-    pub fn full_map(&self) -> Vec<TxId> {
+    pub fn full_map(&self) -> Vec<BlockRef> {
         (0..self.block_count())
-            .map(|index| self.block_txid(BlockIndex(index)).unwrap_or(TxId(0)))
+            .map(|index| {
+                self.block_ref(BlockIndex(index))
+                    .cloned()
+                    .unwrap_or_else(|| BlockRef::whole(TxId(0), None))
+            })
             .collect()
     }
 }

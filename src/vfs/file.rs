@@ -13,7 +13,8 @@ use super::Database;
 use crate::cache::BlockKey;
 use crate::error::{Error, Result};
 use crate::runtime;
-use crate::storage::log::{self, Transaction};
+use crate::storage::block::{checksum, BlockRef};
+use crate::storage::log::{self, Edit, Transaction};
 use crate::storage::{BlockIndex, ByteOffset, Snapshot, TxId};
 
 /// A block the current transaction changed.
@@ -24,8 +25,8 @@ enum Dirty {
         data: Vec<u8>,
         original: Option<Bytes>,
     },
-    /// Uploaded early under the transaction's txid, `len` bytes long.
-    Uploaded { len: u64 },
+    /// Uploaded early under the transaction's txid, `len` bytes long, with this checksum.
+    Uploaded { len: u64, sum: u32 },
 }
 
 struct Txn {
@@ -168,11 +169,21 @@ impl DbFile {
             .min(floor.saturating_sub(start))
     }
 
-    /// The committed object of block `index`, if any of its bytes are still in the file.
-    fn committed_key(&self, index: BlockIndex) -> Option<(BlockKey, u64)> {
-        let txid = self.snapshot.block_txid(index)?;
+    /// Where the committed content of block `index` comes from, and its length, if any of
+    /// its bytes are still in the file.
+    fn committed_source(&self, index: BlockIndex) -> Option<(BlockIndex, BlockRef, u64)> {
+        let entry = self.snapshot.block_ref(index)?;
         (self.committed_len(index) > 0)
-            .then(|| (BlockKey { index, txid }, self.snapshot.block_len(index)))
+            .then(|| (index, entry.clone(), self.snapshot.block_len(index)))
+    }
+
+    /// The cache key of block `index`'s committed content, if any of it is still in the file.
+    fn committed_key(&self, index: BlockIndex) -> Option<BlockKey> {
+        self.committed_source(index)
+            .map(|(index, entry, _)| BlockKey {
+                index,
+                txid: entry.txid,
+            })
     }
 
     /// The current content of whole blocks, as this connection sees them (each at most
@@ -188,28 +199,28 @@ impl DbFile {
                 .as_ref()
                 .is_none_or(|txn| !txn.blocks.contains_key(index))
             {
-                wanted.extend(self.committed_key(*index));
+                wanted.extend(self.committed_source(*index));
             }
         }
         for index in indexes {
             match self.txn.as_ref().and_then(|txn| txn.blocks.get(index)) {
                 Some(Dirty::Memory { .. }) => {}
-                Some(Dirty::Uploaded { len }) => {
+                Some(Dirty::Uploaded { len, sum }) => {
                     if let Some(txid) = txid {
-                        wanted.push((
-                            BlockKey {
-                                index: *index,
-                                txid,
-                            },
-                            *len,
-                        ));
+                        wanted.push((*index, BlockRef::whole(txid, Some(*sum)), *len));
                     }
                 }
-                None => wanted.extend(self.committed_key(*index)),
+                None => wanted.extend(self.committed_source(*index)),
             }
         }
         let fetched: BTreeMap<BlockKey, Bytes> = {
-            let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
+            let keys: Vec<BlockKey> = wanted
+                .iter()
+                .map(|(index, entry, _)| BlockKey {
+                    index: *index,
+                    txid: entry.txid,
+                })
+                .collect();
             let blocks = self
                 .database
                 .read_blocks(&wanted)
@@ -238,7 +249,7 @@ impl DbFile {
                     })
                     .unwrap_or_default(),
                 None => match self.committed_key(*index) {
-                    Some((key, _)) => {
+                    Some(key) => {
                         let data = fetched.get(&key).cloned().unwrap_or_default();
                         data.slice(..self.committed_len(*index) as usize)
                     }
@@ -307,7 +318,7 @@ impl DbFile {
         let window = self.read_ahead.record(*first, *last, limit);
         let missed = self
             .committed_key(*first)
-            .is_some_and(|(key, _)| self.database.cached_block(&key).is_none());
+            .is_some_and(|key| self.database.cached_block(&key).is_none());
         if window == 0 || !missed {
             return Vec::new();
         }
@@ -356,7 +367,7 @@ impl DbFile {
                         // lets an unchanged block be skipped at commit.
                         None => self
                             .committed_key(index)
-                            .and_then(|(key, _)| self.database.cached_block(&key)),
+                            .and_then(|key| self.database.cached_block(&key)),
                     }
                 }
                 _ => None,
@@ -413,9 +424,9 @@ impl DbFile {
         for (index, dirty) in txn.blocks.iter_mut() {
             if let Dirty::Memory { data, .. } = dirty {
                 let bytes = Bytes::from(std::mem::take(data));
-                let len = bytes.len() as u64;
+                let (len, sum) = (bytes.len() as u64, checksum(&bytes));
                 upload.push((*index, bytes));
-                *dirty = Dirty::Uploaded { len };
+                *dirty = Dirty::Uploaded { len, sum };
             }
         }
         txn.memory_bytes = 0;
@@ -486,7 +497,7 @@ impl DbFile {
             .filter(|index| {
                 let len = block_size.block_len(*index, size);
                 match txn.blocks.get(index) {
-                    Some(Dirty::Uploaded { len: uploaded }) => *uploaded != len,
+                    Some(Dirty::Uploaded { len: uploaded, .. }) => *uploaded != len,
                     Some(Dirty::Memory { .. }) => false,
                     None => {
                         self.committed_len(*index) != len || self.snapshot.block_len(*index) != len
@@ -498,36 +509,49 @@ impl DbFile {
         let Some(txn) = self.txn.as_ref() else {
             return Ok(None);
         };
-        let mut upload = Vec::new();
-        let mut uploaded = BTreeSet::new();
+        let mut transaction = Transaction::new(self.snapshot.clone(), txid, size, self.checked);
+        transaction.first_upload = txn.first_upload;
         for (index, dirty) in &txn.blocks {
             let len = block_size.block_len(*index, size) as usize;
             match dirty {
                 Dirty::Memory { data, original } => {
-                    let unchanged = original.as_ref().is_some_and(|original| {
-                        original.len() == len && original[..] == data[..len]
-                    });
-                    if !unchanged {
-                        upload.push((*index, Bytes::copy_from_slice(&data[..len])));
+                    let data = &data[..len];
+                    match original {
+                        Some(original) if original[..] == data[..] => {}
+                        Some(original) => transaction.edits.push((
+                            *index,
+                            Edit {
+                                data: Bytes::copy_from_slice(data),
+                                original: original.clone(),
+                            },
+                        )),
+                        None => transaction
+                            .upload
+                            .push((*index, Bytes::copy_from_slice(data))),
                     }
                 }
-                Dirty::Uploaded { .. } => {
-                    uploaded.insert(*index);
+                Dirty::Uploaded { sum, .. } => {
+                    transaction.uploaded.insert(*index, *sum);
                 }
             }
         }
-        if upload.is_empty() && uploaded.is_empty() && size == self.snapshot.size {
+        let unchanged = transaction.upload.is_empty()
+            && transaction.edits.is_empty()
+            && transaction.uploaded.is_empty();
+        if unchanged && size == self.snapshot.size {
             return Ok(None);
         }
-        Ok(Some(Transaction {
-            parent: self.snapshot.clone(),
-            txid,
-            size,
-            upload,
-            uploaded,
-            checked: self.checked,
-            first_upload: txn.first_upload,
-        }))
+        // Blocks the commit writes whole for a checkpoint: what this process has cached
+        // saves fetching them.
+        for index in log::to_consolidate(&self.snapshot, size) {
+            if let Some(data) = self
+                .committed_key(index)
+                .and_then(|key| self.database.cached_block(&key))
+            {
+                transaction.known.insert(index, data);
+            }
+        }
+        Ok(Some(transaction))
     }
 
     /// Commits the transaction, if it changed anything: the new version becomes visible to
@@ -606,6 +630,13 @@ impl DbFile {
         let written: Vec<(BlockKey, Bytes)> = transaction
             .upload
             .iter()
+            .map(|(index, data)| (index, data))
+            .chain(
+                transaction
+                    .edits
+                    .iter()
+                    .map(|(index, edit)| (index, &edit.data)),
+            )
             .map(|(index, data)| {
                 (
                     BlockKey {
@@ -618,7 +649,8 @@ impl DbFile {
             .collect();
         let (backend, location) = (self.database.backend(), self.database.location.clone());
         let started = Instant::now();
-        match runtime::block_on(log::commit(backend, location, transaction)) {
+        let records = self.database.patch_cache();
+        match runtime::block_on(log::commit(backend, location, transaction, records)) {
             Ok(snapshot) => {
                 for (key, data) in written {
                     self.database.remember_block(key, data);

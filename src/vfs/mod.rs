@@ -23,10 +23,14 @@ use crate::cache::{BlockCache, BlockKey, CacheStats};
 use crate::config::{Config, Layout};
 use crate::error::{Error, Result};
 use crate::runtime;
+use crate::storage::block::{self, BlockRef, PatchCache};
 use crate::storage::history::{self, Pin};
 use crate::storage::log::{self, Probe, MAX_IN_FLIGHT};
-use crate::storage::{Location, Snapshot, Version};
+use crate::storage::{BlockIndex, Location, Snapshot, Version};
 use lock::LockTable;
+
+/// The bytes of commit-record pages each database keeps for assembling patched blocks.
+const PATCH_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 struct Latest {
     snapshot: Arc<Snapshot>,
@@ -48,6 +52,8 @@ pub struct Database {
     backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
     cache: BlockCache,
+    /// The pages of recently read commit records, for assembling patched blocks.
+    records: Arc<PatchCache>,
     /// The disk cache directory's files of this database (`cache_dir=`).
     disk: Option<DiskCache>,
     latest: Mutex<Latest>,
@@ -182,30 +188,6 @@ fn s3_backend(endpoint: &Endpoint, bucket: &str) -> Result<Arc<dyn Backend>> {
     Ok(backend)
 }
 
-/// Fetches one block object, which must be `expected` bytes long.
-pub async fn fetch_block(
-    backend: Arc<dyn Backend>,
-    location: Location,
-    key: BlockKey,
-    expected: u64,
-) -> Result<Bytes> {
-    let object = location.block_key(key.index, key.txid);
-    let data = backend
-        .get(&object)
-        .await?
-        .ok_or_else(|| Error::Collected {
-            key: object.clone(),
-            version: None,
-        })?;
-    if data.len() as u64 != expected {
-        return Err(Error::Corrupt {
-            key: object,
-            why: format!("{} bytes, expected {expected}", data.len()),
-        });
-    }
-    Ok(data)
-}
-
 impl Database {
     /// The database `config` names, shared with the other connections of this process.
     pub fn open(config: &Config) -> Result<Arc<Database>> {
@@ -280,6 +262,9 @@ impl Database {
             (snapshot, checked)
         };
         let disk = disk_cache(config, snapshot.block_size.bytes());
+        let records = Arc::new(PatchCache::new(PATCH_CACHE_BYTES));
+        // The newest record came with the snapshot: blocks it patches need no second GET.
+        records.insert(snapshot.version, snapshot.patches.clone());
         let database = Arc::new(Database {
             location,
             generation: runtime::generation(),
@@ -289,6 +274,7 @@ impl Database {
             backend,
             metrics,
             cache: BlockCache::new(config.cache_size),
+            records,
             disk,
             latest: Mutex::new(Latest { snapshot, checked }),
             checking: Mutex::new(false),
@@ -397,7 +383,10 @@ impl Database {
         };
         let (backend, location) = (self.backend.clone(), self.location.clone());
         let started = Instant::now();
-        let found = runtime::block_on(log::newer_than(backend, location, known, probe))?;
+        let found = runtime::block_on(log::newer_than(backend, location, known.clone(), probe))?;
+        if let Some(next) = &found {
+            self.patch_cached(&known, next);
+        }
         let mut latest = self.latest.lock();
         if let Some(snapshot) = found {
             if snapshot.version > latest.snapshot.version {
@@ -431,19 +420,33 @@ impl Database {
         let (parent, checked) = self.refresh_checked(Duration::ZERO)?;
         let started = Instant::now();
         let (backend, location) = (self.backend.clone(), self.location.clone());
-        let restored =
-            runtime::block_on(history::restore(backend, location, parent, checked, old))?;
+        let records = self.records.clone();
+        let restored = runtime::block_on(history::restore(
+            backend, location, parent, checked, old, records,
+        ))?;
         self.published(restored.clone(), started);
         Ok(restored)
     }
 
-    /// Fetches blocks through the cache, then the disk cache; the rest are fetched
-    /// concurrently from the store, checked for length, and written to the disk cache.
-    pub fn read_blocks(&self, wanted: &[(BlockKey, u64)]) -> Result<Vec<Bytes>> {
-        let keys: Vec<BlockKey> = wanted.iter().map(|(key, _)| *key).collect();
-        let lengths: HashMap<BlockKey, u64> = wanted.iter().copied().collect();
+    /// The content of blocks, each `(index, where its content comes from, its length)`:
+    /// through the cache, then the disk cache; the rest are fetched concurrently from the
+    /// store (objects and the records that patch them), checked against their checksums, and
+    /// written to the disk cache.
+    pub fn read_blocks(&self, wanted: &[(BlockIndex, BlockRef, u64)]) -> Result<Vec<Bytes>> {
+        let keys: Vec<BlockKey> = wanted
+            .iter()
+            .map(|(index, entry, _)| BlockKey {
+                index: *index,
+                txid: entry.txid,
+            })
+            .collect();
+        let sources: HashMap<BlockKey, (BlockRef, u64)> = keys
+            .iter()
+            .zip(wanted)
+            .map(|(key, (_, entry, len))| (*key, (entry.clone(), *len)))
+            .collect();
         self.cache.get_many(&keys, |missing| {
-            let expected = |key: &BlockKey| lengths.get(key).copied().unwrap_or_default();
+            let expected = |key: &BlockKey| sources.get(key).map_or(0, |(_, len)| *len);
             let mut found: Vec<Option<Result<Bytes>>> = missing
                 .iter()
                 .map(|key| {
@@ -459,14 +462,19 @@ impl Database {
                 .collect();
             let fetches: Vec<_> = remote
                 .iter()
-                .map(|key| {
-                    let fetch = fetch_block(
+                .filter_map(|key| {
+                    let (entry, len) = sources.get(key)?.clone();
+                    let (backend, location, records, index) = (
                         self.backend.clone(),
                         self.location.clone(),
-                        *key,
-                        expected(key),
+                        self.records.clone(),
+                        key.index,
                     );
-                    async move { Ok::<Result<Bytes>, Error>(fetch.await) }
+                    Some(async move {
+                        let fetched =
+                            block::fetch(&backend, &location, index, &entry, len, &records).await;
+                        Ok::<Result<Bytes>, Error>(fetched)
+                    })
                 })
                 .collect();
             let fetched =
@@ -487,6 +495,48 @@ impl Database {
                 })
                 .collect())
         })
+    }
+
+    /// The pages of recently read commit records, shared by this database's connections.
+    pub fn patch_cache(&self) -> Arc<PatchCache> {
+        self.records.clone()
+    }
+
+    /// Patches the cached blocks of `known` that `next`, the version after it, changed with
+    /// pages, so that a reader following the log does not fetch them again.
+    fn patch_cached(&self, known: &Snapshot, next: &Snapshot) {
+        self.records.insert(next.version, next.patches.clone());
+        if next.version.0 != known.version.0 + 1 {
+            return;
+        }
+        for (index, patch) in next.patches.iter() {
+            let (Some(before), Some(after)) = (known.block_ref(*index), next.block_ref(*index))
+            else {
+                continue;
+            };
+            let old_key = BlockKey {
+                index: *index,
+                txid: before.txid,
+            };
+            let Some(old) = self.cache.peek(&old_key) else {
+                continue;
+            };
+            let mut content = old.to_vec();
+            let fits = patch.apply(&mut content).is_some();
+            if fits
+                && after
+                    .sum
+                    .is_some_and(|sum| block::checksum(&content) == sum)
+            {
+                self.cache.insert(
+                    BlockKey {
+                        index: *index,
+                        txid: after.txid,
+                    },
+                    Bytes::from(content),
+                );
+            }
+        }
     }
 
     /// A block if this process has it cached; never fetches.
@@ -602,6 +652,10 @@ fn refuse_legacy_data(backend: &Arc<dyn Backend>, location: &Location) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn records() -> Arc<crate::storage::block::PatchCache> {
+        Arc::new(crate::storage::block::PatchCache::new(1 << 20))
+    }
     use crate::backend::memory::MemoryBackend;
     use crate::backend::{BackendResult, ObjectInfo, PutOutcome};
     use crate::storage::BlockSize;
@@ -657,13 +711,16 @@ mod tests {
                 size: 512,
                 upload: vec![(crate::storage::BlockIndex(0), Bytes::from(vec![7u8; 512]))],
                 uploaded: Default::default(),
+                edits: Vec::new(),
+                known: Default::default(),
                 checked,
                 first_upload: None,
             };
             let (backend, location) = (database.backend(), database.location.clone());
             let started = Instant::now();
             let snapshot =
-                runtime::block_on(log::commit(backend, location, transaction)).expect("commits");
+                runtime::block_on(log::commit(backend, location, transaction, records()))
+                    .expect("commits");
             database.published(snapshot.clone(), started);
             snapshot.version
         };
