@@ -242,6 +242,10 @@ def run(spec):
         setup = system.connect(spec["db"])
         create_table(setup)
         setup.close()
+    if workload == "txns_large":
+        setup = system.connect(spec["db"])
+        check["before"] = count_rows(setup)
+        setup.close()
     if workload == "lookup_warm":
         conn = system.connect(spec["db"])
         keys = lookup_keys(spec)
@@ -260,6 +264,10 @@ def run(spec):
         create_table(conn)
         insert_rows(conn, spec["seed"], spec["rows"])
     elif workload == "txns":
+        conn = system.connect(spec["db"])
+        for n, v in rows(spec["seed"], spec["txns"]):
+            conn.execute("INSERT INTO t(n, v) VALUES(?, ?)", (n, v))
+    elif workload == "txns_large":
         conn = system.connect(spec["db"])
         for n, v in rows(spec["seed"], spec["txns"]):
             conn.execute("INSERT INTO t(n, v) VALUES(?, ?)", (n, v))
@@ -295,6 +303,9 @@ def run(spec):
             raise AssertionError("inserted rows missing")
     elif workload == "txns":
         if count_rows(conn) != spec["txns"]:
+            raise AssertionError("committed rows missing")
+    elif workload == "txns_large":
+        if count_rows(conn) != check["before"] + spec["txns"]:
             raise AssertionError("committed rows missing")
     elif workload == "scan" and check["rows"] != spec["big_rows"]:
         raise AssertionError(f"scan counted {check['rows']} rows, expected {spec['big_rows']}")

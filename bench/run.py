@@ -51,6 +51,7 @@ WORKLOADS = (
     "index",
     "deserialize",
     "serialize",
+    "txns_large",
 )
 NEEDS = {  # a workload runs only if the one that made its database succeeded
     "lookup_cold": "insert_big",
@@ -60,6 +61,7 @@ NEEDS = {  # a workload runs only if the one that made its database succeeded
     "scan": "insert_big",
     "index": "insert_big",
     "serialize": "deserialize",
+    "txns_large": "deserialize",
 }
 DATABASE = {
     "insert_small": "small.db",
@@ -73,6 +75,7 @@ DATABASE = {
     "index": "big.db",
     "deserialize": "image.db",
     "serialize": "image.db",
+    "txns_large": "image.db",
 }
 SIZES = {
     "full": {"small_rows": 10_000, "big_rows": 100_000, "txns": 200, "lookups": 1000, "image_mb": 100,
@@ -110,6 +113,7 @@ def workload_label(workload, sizes):
         "index": f"CREATE INDEX ({count(sizes['big_rows'])} rows)",
         "deserialize": f"deserialize {sizes['image_mb']} MB",
         "serialize": f"serialize {sizes['image_mb']} MB",
+        "txns_large": f"{sizes['txns']} txns of 1 insert, {sizes['image_mb']} MB database",
     }[workload]
 
 
@@ -280,6 +284,7 @@ def operations(workload, sizes):
     lookup, or (for the others) the whole workload."""
     return {
         "txns": sizes["txns"],
+        "txns_large": sizes["txns"],
         "lookup_cold": sizes["lookups"],
         "lookup_warm": sizes["lookups"],
         "lookup_threads": sizes["lookups"],
