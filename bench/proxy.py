@@ -18,6 +18,8 @@ its own, which are never forwarded or counted:
     GET  /__stats                  {"requests": {kind: n}, "bytes_up": n, "bytes_down": n, ...}
     POST /__reset                  zeroes the counters
     POST /__config?latency_ms=20&jitter_ms=5   changes the delay for requests that follow
+    POST /__config?flip_percent=15             changes one byte of that share of object GET
+                                               bodies (as a faulty network would; tests only)
 
 On start it prints `listening on PORT` (and writes PORT to --port-file), so --port 0 picks a
 free port.
@@ -43,6 +45,7 @@ class Stats:
         self.bytes_up = 0
         self.bytes_down = 0
         self.errors = 0  # responses with status >= 400 (a 404 on a probe is normal for some clients)
+        self.flipped = 0  # object GET bodies delivered with one byte changed (flip_percent)
         self.failed = 0  # requests the proxy could not complete (upstream closed, bad framing)
 
     def as_json(self, config):
@@ -53,6 +56,7 @@ class Stats:
             "bytes_down": self.bytes_down,
             "errors": self.errors,
             "failed": self.failed,
+            "flipped": self.flipped,
             **config,
         }
 
@@ -139,11 +143,12 @@ class Proxy:
         self.upstream_port = parsed.port or 80
         self.latency_ms = latency_ms
         self.jitter_ms = jitter_ms
+        self.flip_percent = 0.0
         self.stats = Stats()
         self.random = random.Random()
 
     def config(self):
-        return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms}
+        return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "flip_percent": self.flip_percent}
 
     def delay(self):
         jitter = self.random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
@@ -164,6 +169,8 @@ class Proxy:
                     self.latency_ms = float(query["latency_ms"][0])
                 if "jitter_ms" in query:
                     self.jitter_ms = float(query["jitter_ms"][0])
+                if "flip_percent" in query:
+                    self.flip_percent = float(query["flip_percent"][0])
                 body = json.dumps(self.config()).encode()
             except ValueError:
                 status, body = "400 Bad Request", b'{"error": "latency_ms and jitter_ms are numbers"}'
@@ -215,6 +222,12 @@ class Proxy:
                     response_body, down = b"", 0
                 else:
                     response_body, down = await read_body(up_reader, response_headers, until_eof=True)
+                if (kind == "get" and status == 200 and response_body and "content-length" in response_headers
+                        and self.random.uniform(0, 100) < self.flip_percent):
+                    changed = bytearray(response_body)
+                    changed[self.random.randrange(len(changed))] ^= 0x01
+                    response_body = bytes(changed)
+                    self.stats.flipped += 1
                 self.stats.requests[kind] += 1
                 self.stats.bytes_up += payload
                 self.stats.bytes_down += down

@@ -525,6 +525,40 @@ fn request_counts_of_a_one_row_commit_and_a_cold_point_lookup() {
 }
 
 #[test]
+fn within_staleness_a_one_row_commit_is_one_request() {
+    let name = unique("stale-commit");
+    let connection = open(&name, "staleness=60s");
+    fill(&connection, 2_000, 100);
+    for round in 0..5 {
+        let before = requests(&connection);
+        connection
+            .execute("INSERT INTO t(payload) VALUES (x'02')", [])
+            .expect("insert");
+        let after = requests(&connection);
+        let total: u64 = ["get", "put", "put_if_absent", "list", "delete"]
+            .iter()
+            .map(|kind| delta(&before, &after, kind))
+            .sum();
+        assert_eq!(total, 1, "round {round}: {before} -> {after}");
+        assert_eq!(delta(&before, &after, "put_if_absent"), 1);
+    }
+    // Writes are never stale: a commit built on an old version fails with BUSY_SNAPSHOT.
+    let other = open(&name, &other_host());
+    other
+        .execute("INSERT INTO t(payload) VALUES (x'03')", [])
+        .expect("the other host commits");
+    let error = connection
+        .execute("INSERT INTO t(payload) VALUES (x'04')", [])
+        .expect_err("built on an old version");
+    assert_eq!(
+        error.sqlite_error().map(|error| error.extended_code),
+        Some(517),
+        "{error}"
+    );
+    assert_eq!(count(&other), 2_006);
+}
+
+#[test]
 fn works_when_the_host_program_runs_its_own_tokio_runtime() {
     let name = unique("host-runtime");
     let runtime = tokio::runtime::Builder::new_multi_thread()

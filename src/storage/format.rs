@@ -231,6 +231,8 @@ pub struct ParsedRecord {
     pub gc_margin: Duration,
     /// The pages this record carries, by block.
     pub patches: Arc<BTreeMap<BlockIndex, Patch>>,
+    /// The storage format the record was written in.
+    pub format: u32,
 }
 
 /// Commit records.
@@ -326,6 +328,7 @@ impl CommitRecord {
             changes,
             blocks_written: raw.blocks_written,
             gc_margin: Duration::from_millis(raw.gc_margin_ms.max(MIN_GC_MARGIN_MS)),
+            format: raw.format,
             patches: Arc::new(patches),
         })
     }
@@ -462,6 +465,7 @@ mod tests {
             ]),
             blocks_written: 2,
             gc_margin: Duration::from_secs(5),
+            format: FORMAT_VERSION,
             patches: Arc::new(BTreeMap::from([(
                 BlockIndex(0),
                 Patch {

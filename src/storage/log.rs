@@ -108,8 +108,10 @@ async fn newest_version(
 ) -> Result<Option<Version>> {
     let start = match after {
         Some(version) => version,
+        // Only a hint: one that does not decode (damaged, or of another format) is ignored
+        // and the log is listed from its start; the newest record decides the format.
         None => match backend.get(&location.head_key()).await? {
-            Some(body) => Head::decode(&location.head_key(), &body)?,
+            Some(body) => Head::decode(&location.head_key(), &body).unwrap_or(Version(0)),
             None => Version(0),
         },
     };
@@ -167,6 +169,7 @@ pub(crate) async fn snapshot_of(
         changes: Arc::new(record.changes),
         patches: record.patches,
         gc_margin: record.gc_margin,
+        format: record.format,
     })
 }
 
@@ -184,7 +187,18 @@ pub async fn load_latest(
     let Some(newest) = newest_version(&backend, &location, after).await? else {
         return Ok(known.filter(|snapshot| snapshot.version.0 > 0));
     };
-    let record = get_record(&backend, &location, newest).await?;
+    let record = match find_record(&backend, &location, newest).await? {
+        Some(record) => record,
+        // The head hint named a version that does not exist: list the whole log.
+        None if after.is_none() => {
+            let listed = newest_version(&backend, &location, Some(Version(0))).await?;
+            match listed {
+                Some(newest) => get_record(&backend, &location, newest).await?,
+                None => return Ok(None),
+            }
+        }
+        None => get_record(&backend, &location, newest).await?,
+    };
     let snapshot = snapshot_of(&backend, &location, record, known.as_deref()).await?;
     Ok(Some(Arc::new(snapshot)))
 }
@@ -309,6 +323,7 @@ pub async fn upload_blocks(
 /// Whether the version after `parent` gets a checkpoint.
 fn checkpoint_due(parent: &Snapshot) -> bool {
     parent.version.0 == 0
+        || parent.format < FORMAT_VERSION
         || parent.changes.len() >= CHECKPOINT_MAX_CHANGES
         || parent.version.0 + 1 - parent.base_version.0 >= CHECKPOINT_INTERVAL
 }
@@ -517,6 +532,7 @@ pub async fn commit(
         changes: Arc::new(entries),
         patches: Arc::new(patches),
         gc_margin: margin,
+        format: FORMAT_VERSION,
     };
     let mut checkpoint_upload = None;
     if due {
@@ -565,6 +581,7 @@ pub async fn commit(
         blocks_written,
         gc_margin: margin,
         patches: snapshot.patches.clone(),
+        format: FORMAT_VERSION,
     };
     let key = location.log_key(version);
     let deadline_start = first_upload.map_or(checked, |first| first.min(checked));
@@ -1141,6 +1158,36 @@ mod tests {
             assert_eq!(
                 read(&backend, &loaded, index).expect("reads")[..],
                 content[index as usize][..]
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_head_hint_or_one_naming_a_missing_record_falls_back_to_listing() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let (mut parent, mut content) = database(&backend, 2);
+        for round in 0..3 {
+            parent = edit(&backend, &parent, &mut content, 1, round, b"x");
+        }
+        for hint in [
+            &b"{\"format\":2,\"vers"[..],
+            b"garbage",
+            b"{\"format\":2,\"version\":99}",
+        ] {
+            put(
+                &backend,
+                &location().head_key(),
+                Bytes::copy_from_slice(hint),
+            );
+            let loaded = block_on(load_latest(backend.clone(), location(), None))
+                .expect("opens")
+                .expect("exists");
+            assert_eq!(
+                loaded.version,
+                parent.version,
+                "{}",
+                String::from_utf8_lossy(hint)
             );
         }
     }

@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub patches: Arc<BTreeMap<BlockIndex, Patch>>,
     /// The collector's safety margin recorded in the database (see `format::RawRecord`).
     pub gc_margin: Duration,
+    /// The storage format of this version's record: a commit on a format-1 version writes a
+    /// format-2 checkpoint, so the database is upgraded whole.
+    pub format: u32,
 }
 
 impl Snapshot {
@@ -44,6 +47,7 @@ impl Snapshot {
             changes: Arc::new(BTreeMap::new()),
             patches: Arc::new(BTreeMap::new()),
             gc_margin: Duration::from_millis(super::format::DEFAULT_GC_MARGIN_MS),
+            format: super::FORMAT_VERSION,
         }
     }
 

@@ -207,12 +207,17 @@ def test_migration_to_the_versioned_layout_and_back_out(page_size, block_size):
     assert functions.execute("SELECT s3vfs_serialize(?) = s3vfs_serialize(?)",
                              (legacy, bucket_uri(native_name))).fetchone()[0] == 1
 
-    # The versioned database is a normal s3vfs database now: history, atomic commits.
+    # The versioned database is a normal s3vfs database now, in storage format 2: history,
+    # atomic commits, checksummed records.
     native = connect(native_name)
     check(native, expected)
     native.execute("DELETE FROM t WHERE id > 60")
     expected = {k: v for k, v in expected.items() if k <= 60}
     assert stats(native)["version"] == 2
+    for version in (1, 2):
+        record = bucket().Object(f"{native_name}/log/{version:020}").get()["Body"].read()
+        header = json.loads(record.split(b"\n", 1)[0])
+        assert header["format"] == 2 and header["version"] == version, header
 
     # ... and back out to a new name the package reads, after a VACUUM.
     native.execute("VACUUM")
