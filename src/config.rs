@@ -361,6 +361,14 @@ impl Config {
                 )));
             }
         }
+        if let Some(level) = env("S3VFS_LOG") {
+            if crate::logging::parse(&level).is_none() {
+                return Err(Error::Config(format!(
+                    "S3VFS_LOG={level:?} is not a log level: use one of {} (default warn)",
+                    crate::logging::LEVELS
+                )));
+            }
+        }
         let idle_cache_size =
             size_variable(&env, "S3VFS_IDLE_CACHE_SIZE", DEFAULT_IDLE_CACHE_SIZE)?;
         let cache_dir = cache_dir
@@ -618,6 +626,12 @@ mod tests {
         let config = Config::parse("x", &params(&[("bucket", "b")]), no_env).expect("valid");
         assert_eq!(config.disk_cache, None);
         assert_eq!(config.idle_cache_size, DEFAULT_IDLE_CACHE_SIZE);
+        let loud = |name: &str| (name == "S3VFS_LOG").then(|| "verbose".to_string());
+        let error = Config::parse("x", &params(&[("bucket", "b")]), loud).unwrap_err();
+        assert!(
+            error.to_string().contains("S3VFS_LOG") && error.to_string().contains("debug"),
+            "{error}"
+        );
         let bad = |name: &str| (name == "S3VFS_IDLE_CACHE_SIZE").then(|| "lots".to_string());
         let error = Config::parse("x", &params(&[("bucket", "b")]), bad).unwrap_err();
         assert!(

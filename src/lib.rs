@@ -16,6 +16,7 @@
 //! - [`sql`]: the SQL functions.
 //! - [`transfer`]: serializing a version out and deserializing a plain file in.
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
+//! - [`logging`]: `S3VFS_LOG`'s levels, printed on stderr through the `log` crate.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod backend;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod ffi;
 pub mod legacy;
+pub mod logging;
 pub mod runtime;
 pub mod sql;
 pub mod storage;

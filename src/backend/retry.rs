@@ -49,15 +49,31 @@ impl RetryingBackend {
         }
     }
 
-    async fn retry<T, F, Fut>(&self, mut attempt: F) -> BackendResult<T>
+    async fn retry<T, F, Fut>(&self, operation: &str, key: &str, mut attempt: F) -> BackendResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = BackendResult<T>>,
     {
         let started = Instant::now();
         let mut backoff = self.policy.first_backoff;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
+            let sent = Instant::now();
             let outcome = attempt().await;
+            if log::log_enabled!(log::Level::Debug) {
+                let status = match &outcome {
+                    Ok(_) => "ok".to_string(),
+                    Err(error) => error
+                        .status
+                        .map_or_else(|| format!("{:?}", error.kind), |status| status.to_string()),
+                };
+                log::debug!(
+                    "s3vfs: {operation} s3://{}/{key} {status} {} ms (attempt {attempts})",
+                    self.inner.bucket(),
+                    sent.elapsed().as_millis()
+                );
+            }
             let budget = match &outcome {
                 Ok(_) => {
                     self.reached.store(true, Ordering::Relaxed);
@@ -96,18 +112,21 @@ impl Backend for RetryingBackend {
     }
 
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
-        self.retry(|| self.inner.get(key)).await
+        self.retry("GET", key, || self.inner.get(key)).await
     }
 
     async fn put(&self, key: &str, body: Bytes) -> BackendResult<()> {
-        self.retry(|| self.inner.put(key, body.clone())).await
+        self.retry("PUT", key, || self.inner.put(key, body.clone()))
+            .await
     }
 
     /// A retry after a lost reply sees 412 for its own object: the caller must check whose
     /// record exists (see `storage::log::commit`).
     async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
-        self.retry(|| self.inner.put_if_absent(key, body.clone()))
-            .await
+        self.retry("PUT If-None-Match", key, || {
+            self.inner.put_if_absent(key, body.clone())
+        })
+        .await
     }
 
     async fn list(
@@ -115,11 +134,14 @@ impl Backend for RetryingBackend {
         prefix: &str,
         start_after: Option<&str>,
     ) -> BackendResult<Vec<ObjectInfo>> {
-        self.retry(|| self.inner.list(prefix, start_after)).await
+        self.retry("LIST", prefix, || self.inner.list(prefix, start_after))
+            .await
     }
 
     async fn delete(&self, keys: &[String]) -> BackendResult<()> {
-        self.retry(|| self.inner.delete(keys)).await
+        let first = keys.first().map_or("", String::as_str);
+        self.retry("DELETE", first, || self.inner.delete(keys))
+            .await
     }
 }
 

@@ -55,6 +55,7 @@ unsafe fn load(
         return code::ERROR;
     }
     API.store(p_api, std::sync::atomic::Ordering::Release);
+    crate::logging::init();
     // SAFETY: sqlite-loadable keeps the same API table for its function helpers.
     unsafe { sqlite_loadable::ext::faux_sqlite_extension_init2(p_api) };
     let outcome = catch_unwind(|| -> Result<(), String> {

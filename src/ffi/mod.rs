@@ -46,8 +46,8 @@ pub fn clear_last_error() {
     LAST_ERROR.with(|last| *last.borrow_mut() = None);
 }
 
-/// Sends `message` to `sqlite3_log`, keeps it for `s3vfs_last_error()`, and (unless
-/// `S3VFS_LOG=off`) prints it on stderr when a person must act on it.
+/// Sends `message` to `sqlite3_log`, keeps it for `s3vfs_last_error()`, and logs it as an
+/// error (printed on stderr unless `S3VFS_LOG=off`) when a person must act on it.
 pub fn report(result_code: c_int, message: &str, needs_attention: bool) {
     let message = &crate::error::redact_credentials(message);
     LAST_ERROR.with(|last| *last.borrow_mut() = Some(message.to_string()));
@@ -57,9 +57,9 @@ pub fn report(result_code: c_int, message: &str, needs_attention: bool) {
             unsafe { log(result_code, c"%s".as_ptr(), text.as_ptr()) };
         }
     }
-    let quiet = std::env::var("S3VFS_LOG").is_ok_and(|value| value.eq_ignore_ascii_case("off"));
-    if needs_attention && !quiet {
-        eprintln!("{message}");
+    if needs_attention {
+        crate::logging::init();
+        log::error!(target: "s3vfs", "{message}");
     }
 }
 

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api::{self, ValueType};
@@ -106,11 +106,22 @@ fn answer(
     })
 }
 
+/// The `info` line of a finished transfer.
+fn transferred(function: &str, from: &str, to: &str, bytes: u64, started: Instant) {
+    let elapsed = started.elapsed();
+    log::info!(
+        "s3vfs: {function}: {from} -> {to}: {bytes} bytes in {} ms ({:.1} MB/s)",
+        elapsed.as_millis(),
+        bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6)
+    );
+}
+
 fn serialize(
     context: *mut sqlite3_context,
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
     answer(context, |db| {
+        let started = Instant::now();
         let (database, snapshot) =
             resolve_source(db, text_argument(values, 0, "the source database")?)?;
         let source = source_of(&database, &snapshot);
@@ -118,6 +129,13 @@ fn serialize(
             let path = text_argument(values, 1, "the output file path")?;
             let overwrite = overwrite_argument(values, 2)?;
             let written = transfer::serialize_to_file(&source, Path::new(path), overwrite)?;
+            transferred(
+                "s3vfs_serialize",
+                &database.location.url(),
+                path,
+                written,
+                started,
+            );
             api::result_int64(context, written as i64);
             return Ok(());
         }
@@ -134,6 +152,13 @@ fn serialize(
             transfer::write_blocks(next, &mut blob)?;
             Ok(blob)
         })?;
+        transferred(
+            "s3vfs_serialize",
+            &database.location.url(),
+            "a BLOB",
+            blob.len() as u64,
+            started,
+        );
         api::result_blob(context, &blob);
         Ok(())
     })
@@ -144,6 +169,7 @@ fn deserialize(
     values: &[*mut sqlite3_value],
 ) -> Result<(), FunctionError> {
     answer(context, |db| {
+        let started = Instant::now();
         let target = text_argument(values, 0, "the target database")?;
         let overwrite = overwrite_argument(values, 2)?;
         super::refuse_inside_transaction(db, "s3vfs_deserialize()")?;
@@ -189,6 +215,7 @@ fn deserialize(
                 ))
             }
         };
+        transferred("s3vfs_deserialize", "its input", target, size, started);
         api::result_int64(context, size as i64);
         Ok(())
     })
@@ -196,12 +223,15 @@ fn deserialize(
 
 fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<(), FunctionError> {
     answer(context, |db| {
+        let started = Instant::now();
         super::refuse_inside_transaction(db, "s3vfs_copy()")?;
         let (source, snapshot) =
             resolve_source(db, text_argument(values, 0, "the source database")?)?;
         let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
         let overwrite = overwrite_argument(values, 2)?;
         let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
+        let (from, to) = (source.location.url(), target.location.url());
+        transferred("s3vfs_copy", &from, &to, copied, started);
         api::result_int64(context, copied as i64);
         Ok(())
     })

@@ -652,6 +652,18 @@ impl DbFile {
         let records = self.database.patch_cache();
         match runtime::block_on(log::commit(backend, location, transaction, records)) {
             Ok(snapshot) => {
+                let pages: u64 = snapshot.patches.values().map(|patch| patch.bytes()).sum();
+                ::log::info!(
+                    "s3vfs: committed {} version {}: {} bytes, {} blocks written at commit ({} as \
+                     {} bytes of pages in the record), {} ms",
+                    self.database.location.url(),
+                    snapshot.version.0,
+                    snapshot.size,
+                    written.len(),
+                    snapshot.patches.len(),
+                    pages,
+                    started.elapsed().as_millis()
+                );
                 for (key, data) in written {
                     self.database.remember_block(key, data);
                 }
