@@ -209,7 +209,18 @@ impl Database {
             return Ok(database);
         }
         let backend = s3_backend(&config.endpoint, &config.location.bucket)?;
+        let started = Instant::now();
         let database = Database::with_backend(config, backend, RetryPolicy::default())?;
+        let opened = database.stats();
+        ::log::info!(
+            "s3vfs: opened {} ({} layout) at version {}, {} bytes, in {} ms ({} requests)",
+            database.location.url(),
+            opened.layout,
+            opened.version,
+            opened.size,
+            started.elapsed().as_millis(),
+            opened.requests.requests()
+        );
         let database = {
             let mut registry = registry().lock();
             registry.retain(|_, database| database.strong_count() > 0);
@@ -761,5 +772,74 @@ mod tests {
                 committed
             );
         }
+    }
+
+    #[test]
+    fn a_reader_following_the_log_patches_its_cached_blocks_instead_of_fetching_them() {
+        use crate::storage::log::{Edit, Transaction};
+        use crate::storage::{BlockIndex, TxId};
+        let mut config =
+            Config::parse("follow.db", &[("bucket".into(), "memory".into())], |_| None)
+                .expect("valid");
+        config.block_size = BlockSize::new(4096);
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let writer = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+            .expect("opens");
+        let reader =
+            Database::with_backend(&config, backend, RetryPolicy::default()).expect("opens");
+        let commit = |edit: Option<(BlockIndex, Bytes, Bytes)>| {
+            let (parent, checked) = writer.refresh_checked(Duration::ZERO).expect("checks");
+            let mut transaction = Transaction::new(parent, TxId::random(), 4 * 4096, checked);
+            match edit {
+                Some((index, original, data)) => {
+                    transaction.edits.push((index, Edit { data, original }))
+                }
+                None => {
+                    transaction.upload = (0..4)
+                        .map(|i| (BlockIndex(i), Bytes::from(vec![i as u8; 4096])))
+                        .collect()
+                }
+            }
+            let started = Instant::now();
+            let snapshot = runtime::block_on(log::commit(
+                writer.backend(),
+                writer.location.clone(),
+                transaction,
+                writer.patch_cache(),
+            ))
+            .expect("commits");
+            writer.published(snapshot.clone(), started);
+            snapshot
+        };
+        let read = |snapshot: &Snapshot| -> Vec<Bytes> {
+            let wanted: Vec<_> = (0..4)
+                .map(|i| {
+                    let index = BlockIndex(i);
+                    let entry = snapshot.block_ref(index).expect("in file").clone();
+                    (index, entry, snapshot.block_len(index))
+                })
+                .collect();
+            reader.read_blocks(&wanted).expect("reads")
+        };
+        commit(None);
+        let first = reader.refresh(Duration::ZERO).expect("checks");
+        let blocks = read(&first);
+        let mut changed = blocks[2].to_vec();
+        changed[100..110].fill(0xee);
+        let second = commit(Some((
+            BlockIndex(2),
+            blocks[2].clone(),
+            Bytes::from(changed.clone()),
+        )));
+        assert!(second.patches.contains_key(&BlockIndex(2)), "sent as pages");
+
+        let before = reader.stats().requests;
+        let followed = reader.refresh(Duration::ZERO).expect("checks");
+        assert_eq!(followed.version, second.version);
+        let blocks = read(&followed);
+        let after = reader.stats().requests;
+        assert_eq!(blocks[2][..], changed[..]);
+        // The record of the new version and the probe for the one after it: no block GET.
+        assert_eq!(after.get - before.get, 2, "{after:?}");
     }
 }

@@ -131,11 +131,17 @@ def cmd_batches(name):
     """Commits batches of 200 rows of ~500 random bytes forever, reporting each committed batch
     only after its COMMIT returned. The parent kills it."""
     conn = connect(name, block_size=4096)
-    (batch,) = conn.execute("SELECT coalesce(max(batch), 0) FROM rows").fetchone()
+    exists = conn.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'rows'").fetchone()[0]
+    batch = conn.execute("SELECT coalesce(max(batch), 0) FROM rows").fetchone()[0] if exists else 0
     emit({"started_after": batch})
     while True:
         batch += 1
         conn.execute("BEGIN")
+        # The first batch creates the table when it is missing (a database made elsewhere).
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS rows(batch INTEGER NOT NULL, i INTEGER NOT NULL, "
+            "payload BLOB NOT NULL, PRIMARY KEY(batch, i))"
+        )
         conn.execute(
             "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200) "
             "INSERT INTO rows(batch, i, payload) SELECT ?, i, randomblob(500) FROM s",

@@ -63,3 +63,41 @@ def test_a_format_1_database_opens_reads_its_history_and_is_upgraded_by_its_next
     oldest = connect(name, version=min(expected))
     assert rows(oldest) == expected[min(expected)]
     oldest.close()
+
+
+def test_a_kill_during_the_upgrade_commit_leaves_a_committed_state():
+    import random
+    import signal
+    import time
+
+    from s3vfs_util import start_worker
+
+    expected = {int(version): value for version, value in json.loads((FIXTURE / "expected.json").read_text()).items()}
+    newest = max(expected)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    for round_number in range(4):
+        name = unique_name("format1-kill")
+        upload(name)
+        child = start_worker("batches", name)
+        started = child.stdout.readline()
+        assert started.startswith('{"started_after"'), started
+        delay = rng.uniform(0.0, 0.4)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        out = child.stdout.read()
+        committed = {json.loads(line)["committed"] for line in out.splitlines() if '"committed"' in line}
+        detail = f"seed {seed}, round {round_number}, delay {delay:.2f} s, committed {sorted(committed)}"
+
+        conn = connect(name)
+        assert integrity(conn) == ["ok"], detail
+        assert rows(conn) == expected[newest], detail
+        has_rows = conn.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'rows'").fetchone()[0]
+        counts = dict(conn.execute("SELECT batch, count(*) FROM rows GROUP BY batch").fetchall()) if has_rows else {}
+        assert all(count == 200 for count in counts.values()), f"partial batches {counts}; {detail}"
+        assert committed <= set(counts), f"acknowledged batches lost; {detail}"
+        # Upgraded or not, the database takes the next commit.
+        conn.execute("INSERT INTO t(v) VALUES ('after the kill')")
+        assert rows(conn)[-1][1] == "after the kill"
+        conn.close()
