@@ -1,7 +1,10 @@
 # s3vfs: build the extension, run a demo and the tests against a local S3 server.
 #   make demo   build, start the local S3 server, and run a demo through the sqlite3 CLI
 #   make test   every test: Rust unit and integration tests, sql-tests, Python tests, bindings,
-#               and the benchmark in quick mode as a smoke test (make bench-smoke)
+#               and the benchmark in quick mode as a smoke test (make bench-smoke); installs
+#               what they need first (scripts/deps.sh: Python packages into .venv, system
+#               packages when root)
+#   make stop   stop the local S3 server
 #   make test-bindings   a write-then-reopen round trip from each binding the README shows
 #   make lint   rustfmt and clippy
 #   make bench        release build; s3vfs, sqlite-s3vfs and a local file behind a latency proxy
@@ -14,7 +17,11 @@ LIB := target/debug/libs3vfs.$(EXT)
 SERVER := bash scripts/s3-server.sh
 WITH_SERVER := eval "$$($(SERVER) env)" && export S3VFS_LIB=$(CURDIR)/$(LIB) &&
 RELEASE_LIB := target/release/libs3vfs.$(EXT)
-PYTHON ?= python3
+# The project's virtual environment (scripts/deps.sh python): the tests, the local S3 server
+# and the benchmarks run in it.
+PYTHON ?= $(CURDIR)/.venv/bin/python
+export PYTHON
+PYTHON_DEPS := .venv/.requirements
 
 # tests/node's better-sqlite3, built from source with URI filenames on (its bundled SQLite has
 # them off, which would ignore `vfs=s3vfs`). node-gyp takes the headers of the node that runs
@@ -23,7 +30,7 @@ NODE_MODULES := tests/node/node_modules/.package-lock.json
 NODE_PREFIX = $(shell node -p 'require("path").resolve(process.execPath, "../..")')
 NODE_HEADERS = $(if $(npm_config_nodedir),,$(if $(wildcard $(NODE_PREFIX)/include/node/node_version.h),npm_config_nodedir=$(NODE_PREFIX)))
 
-.PHONY: all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps lint bench bench-quick bench-smoke bench-deps clean
+.PHONY: all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps system-deps lint bench bench-quick bench-smoke bench-deps clean
 
 all: build
 
@@ -33,7 +40,13 @@ build:
 build-release:
 	cargo build --release --lib
 
-server:
+$(PYTHON_DEPS): tests/requirements.txt
+	bash scripts/deps.sh python
+
+system-deps:
+	bash scripts/deps.sh system
+
+server: $(PYTHON_DEPS)
 	$(SERVER) install
 	$(SERVER) start
 
@@ -47,10 +60,10 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-test: build server lint $(NODE_MODULES)
+test: system-deps build server lint $(NODE_MODULES)
 	$(WITH_SERVER) cargo test
 	$(WITH_SERVER) bash scripts/run-sql-tests.sh
-	$(WITH_SERVER) python3 -m pytest -q tests/python
+	$(WITH_SERVER) $(PYTHON) -m pytest -q tests/python
 	$(WITH_SERVER) bash scripts/run-binding-tests.sh
 	$(MAKE) bench-smoke
 
@@ -61,18 +74,17 @@ test-sql: build server
 	$(WITH_SERVER) bash scripts/run-sql-tests.sh
 
 test-python: build server
-	$(WITH_SERVER) python3 -m pytest -q tests/python
+	$(WITH_SERVER) $(PYTHON) -m pytest -q tests/python
 
 test-bindings: build server $(NODE_MODULES)
 	$(WITH_SERVER) bash scripts/run-binding-tests.sh
 
 node-deps: $(NODE_MODULES)
 
-$(NODE_MODULES): tests/node/package.json tests/node/package-lock.json
+$(NODE_MODULES): tests/node/package.json tests/node/package-lock.json | system-deps
 	cd tests/node && $(NODE_HEADERS) JOBS=max CFLAGS=-DSQLITE_USE_URI=1 npm ci --build-from-source --no-audit --no-fund
 
-bench-deps:
-	$(PYTHON) -c 'import apsw, boto3, sqlite_s3vfs' 2>/dev/null || $(PYTHON) -m pip install -q apsw boto3 sqlite-s3vfs
+bench-deps: $(PYTHON_DEPS)
 
 # The proxy (bench/proxy.py) is started and stopped by bench/run.py; BENCH_PROXY_PORT picks
 # its port (default: any free one), S3VFS_TEST_PORT the local S3 server's.

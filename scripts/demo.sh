@@ -27,7 +27,7 @@ SELECT count(*) || ' products, total ' || sum(price) FROM product;
 PRAGMA integrity_check;
 SQL
 echo "== the objects in the bucket"
-python3 - "$db" <<'PY'
+"${PYTHON:-python3}" - "$db" <<'PY'
 import os, sys, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 listing = s3.list_objects_v2(Bucket=os.environ["S3VFS_BUCKET"], Prefix=sys.argv[1] + "/")
