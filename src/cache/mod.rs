@@ -15,6 +15,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::storage::block::BlockRef;
 use crate::storage::{BlockIndex, TxId};
 
 /// Names one block object.
@@ -22,6 +23,16 @@ use crate::storage::{BlockIndex, TxId};
 pub struct BlockKey {
     pub index: BlockIndex,
     pub txid: TxId,
+}
+
+impl BlockKey {
+    /// The key of block `index`'s content as `entry` describes it.
+    pub fn of(index: BlockIndex, entry: &BlockRef) -> BlockKey {
+        BlockKey {
+            index,
+            txid: entry.txid,
+        }
+    }
 }
 
 /// A fetch in progress that other readers wait on.

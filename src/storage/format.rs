@@ -216,6 +216,33 @@ fn raw_entry(entry: &BlockRef) -> RawEntry {
     }
 }
 
+/// The JSON header of `record` in `format`, its entries written by `entry`.
+fn raw_record(
+    record: &ParsedRecord,
+    format: u32,
+    entry: fn(&BlockRef) -> RawEntry,
+    pages: Vec<RawPatch>,
+) -> RawRecord {
+    RawRecord {
+        format,
+        version: record.version.0,
+        txid: record.txid.to_string(),
+        time_ms: record.time_ms,
+        size: record.size,
+        block_size: record.block_size.bytes(),
+        base_version: record.base_version.0,
+        base_txid: record.base_txid.to_string(),
+        changes: record
+            .changes
+            .iter()
+            .map(|(index, block)| (index.0, entry(block)))
+            .collect(),
+        blocks_written: record.blocks_written,
+        gc_margin_ms: record.gc_margin.as_millis() as u64,
+        pages,
+    }
+}
+
 /// A commit record, with parsed units.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRecord {
@@ -258,24 +285,7 @@ impl CommitRecord {
                     .collect(),
             })
             .collect();
-        let raw = RawRecord {
-            format: FORMAT_VERSION,
-            version: record.version.0,
-            txid: record.txid.to_string(),
-            time_ms: record.time_ms,
-            size: record.size,
-            block_size: record.block_size.bytes(),
-            base_version: record.base_version.0,
-            base_txid: record.base_txid.to_string(),
-            changes: record
-                .changes
-                .iter()
-                .map(|(index, entry)| (index.0, raw_entry(entry)))
-                .collect(),
-            blocks_written: record.blocks_written,
-            gc_margin_ms: record.gc_margin.as_millis() as u64,
-            pages,
-        };
+        let raw = raw_record(record, FORMAT_VERSION, raw_entry, pages);
         seal(&encode_json(&raw), &payload)
     }
 
@@ -401,25 +411,8 @@ pub mod format1 {
     use super::*;
 
     pub fn record(record: &ParsedRecord) -> Bytes {
-        let raw = RawRecord {
-            format: 1,
-            version: record.version.0,
-            txid: record.txid.to_string(),
-            time_ms: record.time_ms,
-            size: record.size,
-            block_size: record.block_size.bytes(),
-            base_version: record.base_version.0,
-            base_txid: record.base_txid.to_string(),
-            changes: record
-                .changes
-                .iter()
-                .map(|(index, entry)| (index.0, RawEntry::Txid(entry.txid.to_string())))
-                .collect(),
-            blocks_written: record.blocks_written,
-            gc_margin_ms: record.gc_margin.as_millis() as u64,
-            pages: Vec::new(),
-        };
-        Bytes::from(encode_json(&raw))
+        let bare = |entry: &BlockRef| RawEntry::Txid(entry.txid.to_string());
+        Bytes::from(encode_json(&raw_record(record, 1, bare, Vec::new())))
     }
 
     pub fn checkpoint(checkpoint: &ParsedCheckpoint) -> Bytes {

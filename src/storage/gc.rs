@@ -747,29 +747,27 @@ mod tests {
         let memory = Arc::new(MemoryBackend::new());
         let backend: Arc<dyn Backend> = memory.clone();
         let mut parent = commits(&backend, empty(), 1).pop().expect("made");
-        let mut content: Vec<Vec<u8>> = (0..4)
-            .map(|index| {
-                let entry = parent
-                    .block_ref(BlockIndex(index))
-                    .expect("in file")
-                    .clone();
-                block_on({
-                    let backend = backend.clone();
-                    async move {
-                        block::fetch(
-                            &backend,
-                            &location(),
-                            BlockIndex(index),
-                            &entry,
-                            512,
-                            &records(),
-                        )
-                        .await
-                    }
-                })
-                .expect("reads")
-                .to_vec()
+        // Block `index` of `snapshot`, from the store.
+        let read = |snapshot: &Snapshot, index: u64| -> Result<Bytes> {
+            let entry = snapshot
+                .block_ref(BlockIndex(index))
+                .expect("in file")
+                .clone();
+            let backend = backend.clone();
+            block_on(async move {
+                block::fetch(
+                    &backend,
+                    &location(),
+                    BlockIndex(index),
+                    &entry,
+                    512,
+                    &records(),
+                )
+                .await
             })
+        };
+        let mut content: Vec<Vec<u8>> = (0..4)
+            .map(|index| read(&parent, index).expect("reads").to_vec())
             .collect();
         let mut expected = BTreeMap::new();
         for round in 0..230u64 {
@@ -808,25 +806,7 @@ mod tests {
             ))
             .expect("a listed version loads");
             for index in 0..4u64 {
-                let entry = snapshot
-                    .block_ref(BlockIndex(index))
-                    .expect("in file")
-                    .clone();
-                let data = block_on({
-                    let backend = backend.clone();
-                    async move {
-                        block::fetch(
-                            &backend,
-                            &location(),
-                            BlockIndex(index),
-                            &entry,
-                            512,
-                            &records(),
-                        )
-                        .await
-                    }
-                })
-                .expect("a listed version reads back");
+                let data = read(&snapshot, index).expect("a listed version reads back");
                 if let Some(content) = expected.get(&version) {
                     assert_eq!(data[..], content[index as usize][..], "{version:?}");
                 }

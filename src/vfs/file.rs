@@ -216,10 +216,7 @@ impl DbFile {
         let fetched: BTreeMap<BlockKey, Bytes> = {
             let keys: Vec<BlockKey> = wanted
                 .iter()
-                .map(|(index, entry, _)| BlockKey {
-                    index: *index,
-                    txid: entry.txid,
-                })
+                .map(|(index, entry, _)| BlockKey::of(*index, entry))
                 .collect();
             let blocks = self
                 .database

@@ -446,10 +446,7 @@ impl Database {
     pub fn read_blocks(&self, wanted: &[(BlockIndex, BlockRef, u64)]) -> Result<Vec<Bytes>> {
         let keys: Vec<BlockKey> = wanted
             .iter()
-            .map(|(index, entry, _)| BlockKey {
-                index: *index,
-                txid: entry.txid,
-            })
+            .map(|(index, entry, _)| BlockKey::of(*index, entry))
             .collect();
         let sources: HashMap<BlockKey, (BlockRef, u64)> = keys
             .iter()
