@@ -20,6 +20,8 @@ its own, which are never forwarded or counted:
     POST /__config?latency_ms=20&jitter_ms=5   changes the delay for requests that follow
     POST /__config?flip_percent=15             changes one byte of that share of object GET
                                                bodies (as a faulty network would; tests only)
+    POST /__config?cut_percent=15              cuts that share of GET and LIST bodies (status
+                                               200) in half, Content-Length to match (tests only)
 
 On start it prints `listening on PORT` (and writes PORT to --port-file), so --port 0 picks a
 free port.
@@ -46,6 +48,7 @@ class Stats:
         self.bytes_down = 0
         self.errors = 0  # responses with status >= 400 (a 404 on a probe is normal for some clients)
         self.flipped = 0  # object GET bodies delivered with one byte changed (flip_percent)
+        self.cut = 0  # GET and LIST bodies delivered cut in half (cut_percent)
         self.failed = 0  # requests the proxy could not complete (upstream closed, bad framing)
 
     def as_json(self, config):
@@ -57,6 +60,7 @@ class Stats:
             "errors": self.errors,
             "failed": self.failed,
             "flipped": self.flipped,
+            "cut": self.cut,
             **config,
         }
 
@@ -136,6 +140,15 @@ async def read_body(reader, headers, until_eof=False):
     return b"", 0
 
 
+def set_content_length(head, length):
+    """A response head with its Content-Length replaced."""
+    lines = head.split(b"\r\n")
+    for at, line in enumerate(lines):
+        if line.lower().startswith(b"content-length:"):
+            lines[at] = b"Content-Length: " + str(length).encode()
+    return b"\r\n".join(lines)
+
+
 class Proxy:
     def __init__(self, upstream, latency_ms, jitter_ms):
         parsed = urllib.parse.urlsplit(upstream)
@@ -144,11 +157,13 @@ class Proxy:
         self.latency_ms = latency_ms
         self.jitter_ms = jitter_ms
         self.flip_percent = 0.0
+        self.cut_percent = 0.0
         self.stats = Stats()
         self.random = random.Random()
 
     def config(self):
-        return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "flip_percent": self.flip_percent}
+        return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "flip_percent": self.flip_percent,
+                "cut_percent": self.cut_percent}
 
     def delay(self):
         jitter = self.random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
@@ -171,6 +186,8 @@ class Proxy:
                     self.jitter_ms = float(query["jitter_ms"][0])
                 if "flip_percent" in query:
                     self.flip_percent = float(query["flip_percent"][0])
+                if "cut_percent" in query:
+                    self.cut_percent = float(query["cut_percent"][0])
                 body = json.dumps(self.config()).encode()
             except ValueError:
                 status, body = "400 Bad Request", b'{"error": "latency_ms and jitter_ms are numbers"}'
@@ -228,6 +245,12 @@ class Proxy:
                     changed[self.random.randrange(len(changed))] ^= 0x01
                     response_body = bytes(changed)
                     self.stats.flipped += 1
+                if (kind in ("get", "list") and status == 200 and len(response_body) > 1
+                        and "content-length" in response_headers
+                        and self.random.uniform(0, 100) < self.cut_percent):
+                    response_body = response_body[: len(response_body) // 2]
+                    response_head = set_content_length(response_head, len(response_body))
+                    self.stats.cut += 1
                 self.stats.requests[kind] += 1
                 self.stats.bytes_up += payload
                 self.stats.bytes_down += down

@@ -179,6 +179,8 @@ pub fn classify(status: Option<u16>, code: Option<&str>, context: &str) -> Backe
         (Some(status), _) if status >= 500 || status == 429 || status == 409 => {
             BackendErrorKind::Transient
         }
+        // A success whose body could not be read or parsed: cut off in transit.
+        (Some(status), _) if (200..300).contains(&status) => BackendErrorKind::Transient,
         (Some(_), _) => BackendErrorKind::Permanent,
         (None, _) if context.to_ascii_lowercase().contains("credential") => {
             BackendErrorKind::AccessDenied
@@ -280,6 +282,27 @@ impl Backend for S3Backend {
                 .send()
                 .await
                 .map_err(|error| self.error("LIST", prefix, error))?;
+            // A listing cut off in transit can still parse: what it lacks is its tail. Servers
+            // send KeyCount (before the keys, as S3 does, or after them, as moto does), and
+            // the bucket's Name: a count that does not match, or neither, is a cut reply.
+            let complete = match page.key_count() {
+                Some(count) => usize::try_from(count).ok() == Some(page.contents().len()),
+                None => page.name().is_some(),
+            };
+            if !complete {
+                return Err(BackendError {
+                    kind: BackendErrorKind::Transient,
+                    operation: "LIST",
+                    bucket: self.bucket.clone(),
+                    key: prefix.to_string(),
+                    status: Some(200),
+                    detail: format!(
+                        "the listing arrived incomplete ({} keys, KeyCount {:?})",
+                        page.contents().len(),
+                        page.key_count()
+                    ),
+                });
+            }
             objects.extend(page.contents().iter().filter_map(|object| {
                 Some(ObjectInfo {
                     key: object.key()?.to_string(),
@@ -369,6 +392,10 @@ mod tests {
         );
         assert_eq!(
             classify(Some(503), Some("SlowDown"), ""),
+            BackendErrorKind::Transient
+        );
+        assert_eq!(
+            classify(Some(200), None, "unexpected end of XML"),
             BackendErrorKind::Transient
         );
         assert_eq!(classify(Some(500), None, ""), BackendErrorKind::Transient);

@@ -212,7 +212,7 @@ impl PatchCache {
 
 /// A block assembly is tried this many times before a checksum mismatch is reported: a byte
 /// changed in transit is fetched again, a byte changed at rest fails every time.
-const ASSEMBLY_ATTEMPTS: usize = 3;
+const ASSEMBLY_ATTEMPTS: usize = super::log::VERIFY_ATTEMPTS;
 
 /// The content of block `index`, `len` bytes long, that `entry` describes: its object, and
 /// the pages of the record that patches it (from `records` when it has them), checked

@@ -28,9 +28,10 @@ pub const MAX_PATCH_BYTES: u64 = 12 * 1024;
 /// A commit record carries at most this many bytes of pages; a larger transaction writes
 /// whole blocks, uploaded concurrently before its record.
 pub const MAX_RECORD_PAGES: u64 = 1024 * 1024;
-/// A GET whose body fails its checksum is sent again this many times before the object is
-/// reported corrupt: a byte changed in transit is not a byte changed at rest.
-const VERIFY_ATTEMPTS: usize = 3;
+/// A GET whose body fails its checksum is sent up to this many times before the object is
+/// reported corrupt: a byte changed in transit is not a byte changed at rest. Eight: even if
+/// 15% of replies arrived damaged, one object in four million would be reported wrongly.
+pub(crate) const VERIFY_ATTEMPTS: usize = 8;
 
 /// GETs `key` and decodes it; a body that does not decode is fetched again (it may have been
 /// damaged in transit), and reported only when every attempt fails. `None` when missing.

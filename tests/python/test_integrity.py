@@ -81,7 +81,7 @@ def test_bytes_changed_in_transit_are_fetched_again_and_never_reach_sqlite(proxy
         assert digest(conn) == expected
         assert integrity(conn) == ["ok"]
     stats = proxy_call(proxy, "/__stats")
-    assert stats["flipped"] >= 10, stats
+    assert stats["flipped"] >= 3 and stats["requests"]["get"] >= 50, stats
     conn.close()
 
 
@@ -110,4 +110,23 @@ def test_a_byte_changed_at_rest_is_an_io_data_error_naming_the_object():
     conn = connect(name, endpoint=other_endpoint(), cache_size="1M")
     assert digest(conn) == expected
     assert integrity(conn) == ["ok"]
+    conn.close()
+
+
+def test_get_and_list_bodies_cut_in_transit_are_fetched_again(proxy):
+    name = unique_name("cuts")
+    expected = build(name)
+    proxy_call(proxy, "/__config?cut_percent=10", "POST")
+    target = f"file:{name}?bucket={os.environ['S3VFS_BUCKET']}&endpoint={proxy}"
+    probe = apsw.Connection(":memory:")
+    for _ in range(10):
+        # Each call lists the log.
+        versions = json.loads(probe.execute("SELECT s3vfs_versions(?)", (target,)).fetchall()[0][0])
+        assert [row["version"] for row in versions] == list(range(1, 32))
+    conn = connect(name, endpoint=proxy, cache_size=16 * 4096)
+    for _ in range(3):
+        assert digest(conn) == expected
+    assert integrity(conn) == ["ok"]
+    stats = proxy_call(proxy, "/__stats")
+    assert stats["cut"] >= 5 and stats["requests"]["list"] >= 10, stats
     conn.close()
