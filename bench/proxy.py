@@ -22,6 +22,8 @@ its own, which are never forwarded or counted:
                                                bodies (as a faulty network would; tests only)
     POST /__config?cut_percent=15              cuts that share of GET and LIST bodies (status
                                                200) in half, Content-Length to match (tests only)
+    POST /__config?fail_percent=100            answers that share of requests 503 SlowDown
+                                               itself, without forwarding them (tests only)
 
 On start it prints `listening on PORT` (and writes PORT to --port-file), so --port 0 picks a
 free port.
@@ -158,12 +160,13 @@ class Proxy:
         self.jitter_ms = jitter_ms
         self.flip_percent = 0.0
         self.cut_percent = 0.0
+        self.fail_percent = 0.0
         self.stats = Stats()
         self.random = random.Random()
 
     def config(self):
         return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "flip_percent": self.flip_percent,
-                "cut_percent": self.cut_percent}
+                "cut_percent": self.cut_percent, "fail_percent": self.fail_percent}
 
     def delay(self):
         jitter = self.random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
@@ -188,6 +191,8 @@ class Proxy:
                     self.flip_percent = float(query["flip_percent"][0])
                 if "cut_percent" in query:
                     self.cut_percent = float(query["cut_percent"][0])
+                if "fail_percent" in query:
+                    self.fail_percent = float(query["fail_percent"][0])
                 body = json.dumps(self.config()).encode()
             except ValueError:
                 status, body = "400 Bad Request", b'{"error": "latency_ms and jitter_ms are numbers"}'
@@ -217,6 +222,17 @@ class Proxy:
                 body, payload = await read_body(client_reader, headers)
                 kind = classify(method, target, headers)
                 await asyncio.sleep(self.delay())
+                if self.fail_percent and self.random.uniform(0, 100) < self.fail_percent:
+                    refusal = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                               b'<Message>injected by the proxy</Message></Error>')
+                    client_writer.write(
+                        b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+                        b"Content-Length: " + str(len(refusal)).encode() + b"\r\n\r\n" + refusal
+                    )
+                    await client_writer.drain()
+                    self.stats.requests[kind] += 1
+                    self.stats.errors += 1
+                    continue
                 if upstream is None:
                     upstream = await asyncio.open_connection(
                         self.upstream_host, self.upstream_port, limit=MAX_HEAD

@@ -100,6 +100,11 @@ pub struct ObjectInfo {
 pub trait Backend: Send + Sync + 'static {
     /// The bucket's name, for messages.
     fn bucket(&self) -> &str;
+    /// How many attempts per request the store's configuration asks for, when it asks
+    /// (`AWS_MAX_ATTEMPTS`); the retry layer honours it.
+    fn max_attempts(&self) -> Option<u32> {
+        None
+    }
     /// The whole object, or `None` when the key does not exist.
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>>;
     /// Creates or replaces an object.

@@ -20,6 +20,9 @@ pub struct RetryPolicy {
     /// The first backoff; each next one doubles, up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// At most this many attempts per request (`AWS_MAX_ATTEMPTS`), when configured; else only
+    /// the budgets bound them.
+    pub max_attempts: Option<u32>,
 }
 
 impl Default for RetryPolicy {
@@ -29,6 +32,7 @@ impl Default for RetryPolicy {
             unreachable_budget: Duration::from_secs(2),
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            max_attempts: None,
         }
     }
 }
@@ -90,7 +94,8 @@ impl RetryingBackend {
             };
             match (outcome, budget) {
                 (Err(error), Some(budget)) => {
-                    if started.elapsed() + backoff > budget {
+                    let spent = self.policy.max_attempts.is_some_and(|max| attempts >= max);
+                    if spent || started.elapsed() + backoff > budget {
                         return Err(error);
                     }
                     // Full jitter keeps many clients that failed together from retrying together.
@@ -160,6 +165,7 @@ mod tests {
             unreachable_budget: Duration::from_millis(300),
             first_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
+            max_attempts: None,
         };
         let backend = Arc::new(RetryingBackend::new(faulty.clone(), policy));
         for _ in 0..1000 {
@@ -194,5 +200,25 @@ mod tests {
             .expect("runs")
             .expect("retried past the short budget");
         assert_eq!(found.as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn configured_attempts_bound_the_retries() {
+        use crate::backend::metered::{MeteredBackend, Metrics};
+        let faulty = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::new())));
+        for _ in 0..5 {
+            faulty.inject("GET", Fault::FailTransient);
+        }
+        let metrics = Arc::new(Metrics::default());
+        let metered = Arc::new(MeteredBackend::new(faulty, vec![metrics.clone()]));
+        let policy = RetryPolicy {
+            first_backoff: Duration::from_millis(1),
+            max_attempts: Some(2),
+            ..RetryPolicy::default()
+        };
+        let backend = Arc::new(RetryingBackend::new(metered, policy));
+        let outcome = block_on(async move { Ok(backend.get("k").await) }).expect("runs");
+        assert!(outcome.is_err(), "both attempts failed");
+        assert_eq!(metrics.snapshot().get, 2, "{:?}", metrics.snapshot());
     }
 }

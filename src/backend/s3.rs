@@ -29,6 +29,8 @@ pub struct S3Backend {
     bucket: String,
     /// Where requests go, for messages: the endpoint and the addressing style.
     target: String,
+    /// The attempts per request the AWS configuration asks for, when it asks.
+    max_attempts: Option<u32>,
 }
 
 impl S3Backend {
@@ -42,6 +44,16 @@ impl S3Backend {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
+        // AWS_MAX_ATTEMPTS, or a profile's max_attempts other than the SDK's default: s3vfs's
+        // own retry layer makes at most that many attempts.
+        let default_attempts = RetryConfig::standard().max_attempts();
+        let max_attempts =
+            shared
+                .retry_config()
+                .map(RetryConfig::max_attempts)
+                .filter(|attempts| {
+                    *attempts != default_attempts || std::env::var_os("AWS_MAX_ATTEMPTS").is_some()
+                });
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(endpoint.path_style)
             // Retries are s3vfs's own layer, so that every attempt is counted and bounded.
@@ -76,6 +88,7 @@ impl S3Backend {
             client: Client::from_conf(config),
             bucket: bucket.to_string(),
             target: crate::error::redact_credentials(&target),
+            max_attempts,
         }
     }
 
@@ -195,6 +208,10 @@ pub fn classify(status: Option<u16>, code: Option<&str>, context: &str) -> Backe
 impl Backend for S3Backend {
     fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
     }
 
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {

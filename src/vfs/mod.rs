@@ -210,7 +210,11 @@ impl Database {
         }
         let backend = s3_backend(&config.endpoint, &config.location.bucket)?;
         let started = Instant::now();
-        let database = Database::with_backend(config, backend, RetryPolicy::default())?;
+        let retry = RetryPolicy {
+            max_attempts: backend.max_attempts(),
+            ..RetryPolicy::default()
+        };
+        let database = Database::with_backend(config, backend, retry)?;
         let opened = database.stats();
         ::log::info!(
             "s3vfs: opened {} ({} layout) at version {}, {} bytes, in {} ms ({} requests)",

@@ -8,7 +8,11 @@ import urllib.request
 
 import pytest
 
-from s3vfs_util import LIB, REQUIRED_ENV
+import subprocess
+import sys
+import time
+
+from s3vfs_util import LIB, REPO, REQUIRED_ENV
 
 HOW_TO = (
     'start the server and export its settings first:\n'
@@ -52,3 +56,24 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def proxy(tmp_path):
+    """bench/proxy.py in front of the local S3 server, with no delay: its URL. Tests turn on
+    its faults with proxy_call(url, "/__config?...", "POST")."""
+    port_file = tmp_path / "proxy-port"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "proxy.py"), "--upstream", os.environ["AWS_ENDPOINT_URL"],
+         "--latency-ms", "0", "--jitter-ms", "0", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            assert time.monotonic() < deadline, "the proxy did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

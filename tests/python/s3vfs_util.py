@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -119,3 +120,10 @@ def finish_worker(proc, timeout):
 
 def run_worker(command, *args, timeout=60):
     return finish_worker(start_worker(command, *args), timeout)
+
+
+def proxy_call(url, path, method="GET"):
+    """A call to bench/proxy.py's own paths (/__stats, /__config?..., /__reset)."""
+    request = urllib.request.Request(url + path, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

@@ -3,18 +3,14 @@ fetched again and never reaches SQLite; a byte changed at rest is SQLITE_IOERR_D
 the object, and changes nothing."""
 import hashlib
 import os
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
 import json
 
 import apsw
 import boto3
 import pytest
 
-from s3vfs_util import REPO, connect, extended_code, integrity, unique_name
+from s3vfs_util import connect, extended_code, integrity, proxy_call, unique_name
 
 SQLITE_IOERR_DATA = 10 | (32 << 8)
 ROWS = 600
@@ -44,31 +40,6 @@ def other_endpoint():
     parsed = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"])
     host = "localhost" if parsed.hostname == "127.0.0.1" else "127.0.0.1"
     return f"{parsed.scheme}://{host}:{parsed.port}"
-
-
-@pytest.fixture
-def proxy(tmp_path):
-    port_file = tmp_path / "port"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "proxy.py"), "--upstream", os.environ["AWS_ENDPOINT_URL"],
-         "--latency-ms", "0", "--jitter-ms", "0", "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
-            assert time.monotonic() < deadline, "the proxy did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def proxy_call(url, path, method="GET"):
-    request = urllib.request.Request(url + path, method=method)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def test_bytes_changed_in_transit_are_fetched_again_and_never_reach_sqlite(proxy):

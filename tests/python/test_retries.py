@@ -1,0 +1,40 @@
+"""Retries follow the AWS configuration: AWS_MAX_ATTEMPTS bounds the attempts of every
+request (counted by a proxy that answers 503 to everything)."""
+import os
+import subprocess
+import sys
+
+from s3vfs_util import LIB, proxy_call, unique_name
+
+OPEN_ONCE = """
+import apsw, sys
+loader = apsw.Connection(":memory:")
+loader.enable_load_extension(True)
+loader.load_extension(sys.argv[1])
+try:
+    apsw.Connection(sys.argv[2], flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI)
+    print("opened")
+except apsw.Error:
+    print("refused:", loader.execute("SELECT s3vfs_last_error()").fetchall()[0][0])
+"""
+
+
+def open_in_a_process(proxy, attempts):
+    env = {**os.environ, "AWS_MAX_ATTEMPTS": str(attempts), "S3VFS_LOG": "off"}
+    uri = f"file:{unique_name('retries')}?vfs=s3vfs&endpoint={proxy}"
+    done = subprocess.run([sys.executable, "-c", OPEN_ONCE, LIB, uri], env=env, capture_output=True,
+                          text=True, timeout=60)
+    return done.stdout.strip()
+
+
+def test_aws_max_attempts_bounds_every_request(proxy):
+    proxy_call(proxy, "/__config?fail_percent=100", "POST")
+    for attempts in (1, 3):
+        proxy_call(proxy, "/__reset", "POST")
+        outcome = open_in_a_process(proxy, attempts)
+        assert outcome.startswith("refused:") and "503" in outcome, outcome
+        stats = proxy_call(proxy, "/__stats")
+        # Opening starts with one GET (the head hint): that many attempts, then the error.
+        assert stats["total"] == attempts, stats
+    proxy_call(proxy, "/__config?fail_percent=0", "POST")
+    assert open_in_a_process(proxy, 1) == "opened"
