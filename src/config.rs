@@ -380,7 +380,7 @@ impl Config {
         };
         let disk_cache = cache_dir.map(|dir| (std::path::PathBuf::from(dir), disk_cache_size));
         // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing.
-        let path_style = path_style.unwrap_or(endpoint_url.is_some());
+        let path_style = path_style.or(endpoint_url.is_some().then_some(true));
         Ok(Config {
             location: Location { bucket, prefix },
             endpoint: Endpoint {
@@ -683,9 +683,10 @@ mod tests {
             no_env,
         )
         .expect("valid");
-        assert!(config.endpoint.path_style);
+        assert_eq!(config.endpoint.path_style, Some(true));
+        // Without an endpoint here, the one a profile may name decides (at connect).
         let config = Config::parse("db", &params(&[("bucket", "b")]), no_env).expect("valid");
-        assert!(!config.endpoint.path_style);
+        assert_eq!(config.endpoint.path_style, None);
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub struct Endpoint {
     /// `None` for AWS itself.
     pub url: Option<String>,
     pub region: Option<String>,
-    pub path_style: bool,
+    /// Path-style addressing; `None`: when the endpoint is not AWS's, wherever it was
+    /// configured (URI, environment or profile).
+    pub path_style: Option<bool>,
 }
 
 pub struct S3Backend {
@@ -54,8 +56,13 @@ impl S3Backend {
                 .filter(|attempts| {
                     *attempts != default_attempts || std::env::var_os("AWS_MAX_ATTEMPTS").is_some()
                 });
+        // Custom servers (MinIO, moto, Garage, Ceph) want path-style addressing, also when
+        // their endpoint comes from a profile.
+        let path_style = endpoint
+            .path_style
+            .unwrap_or(endpoint.url.is_some() || shared.endpoint_url().is_some());
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(endpoint.path_style)
+            .force_path_style(path_style)
             // Retries are s3vfs's own layer, so that every attempt is counted and bounded.
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -70,12 +77,12 @@ impl S3Backend {
             builder = builder.region(Region::new("us-east-1"));
         }
         let config = builder.build();
-        let addressing = if endpoint.path_style {
+        let addressing = if path_style {
             "path-style"
         } else {
             "virtual-hosted-style"
         };
-        let target = match &endpoint.url {
+        let target = match endpoint.url.as_deref().or(shared.endpoint_url()) {
             Some(url) => format!("{url} ({addressing} addressing)"),
             None => format!(
                 "AWS S3 in {} ({addressing} addressing)",

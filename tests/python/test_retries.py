@@ -38,3 +38,30 @@ def test_aws_max_attempts_bounds_every_request(proxy):
         assert stats["total"] == attempts, stats
     proxy_call(proxy, "/__config?fail_percent=0", "POST")
     assert open_in_a_process(proxy, 1) == "opened"
+
+
+def test_an_endpoint_from_a_profile_gets_path_style_addressing(tmp_path):
+    config = tmp_path / "config"
+    credentials = tmp_path / "credentials"
+    config.write_text(
+        "[profile s3vfs-local]\n"
+        f"endpoint_url = {os.environ['AWS_ENDPOINT_URL'].replace('127.0.0.1', 'localhost')}\n"
+        "region = us-east-1\n"
+    )
+    credentials.write_text(
+        "[s3vfs-local]\n"
+        f"aws_access_key_id = {os.environ['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {os.environ['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("AWS_") or name in ("AWS_EC2_METADATA_DISABLED",)}
+    env.update(AWS_PROFILE="s3vfs-local", AWS_CONFIG_FILE=str(config),
+               AWS_SHARED_CREDENTIALS_FILE=str(credentials), S3VFS_LOG="off")
+    uri = f"file:{unique_name('profile')}?vfs=s3vfs&bucket={os.environ['S3VFS_BUCKET']}"
+    script = OPEN_ONCE.replace('    print("opened")', '''    conn = apsw.Connection(sys.argv[2], flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI)
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("INSERT INTO t VALUES (42)")
+    print("opened", conn.execute("SELECT x FROM t").fetchall()[0][0])''')
+    done = subprocess.run([sys.executable, "-c", script, LIB, uri], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "opened 42", (done.stdout, done.stderr)
