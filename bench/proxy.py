@@ -24,6 +24,9 @@ its own, which are never forwarded or counted:
                                                200) in half, Content-Length to match (tests only)
     POST /__config?fail_percent=100            answers that share of requests 503 SlowDown
                                                itself, without forwarding them (tests only)
+    POST /__config?ignore_if_none_match=1      answers 200 where the server refused a PUT
+                                               If-None-Match with 412, as a server that ignores
+                                               the condition would (tests only)
 
 On start it prints `listening on PORT` (and writes PORT to --port-file), so --port 0 picks a
 free port.
@@ -161,12 +164,14 @@ class Proxy:
         self.flip_percent = 0.0
         self.cut_percent = 0.0
         self.fail_percent = 0.0
+        self.ignore_if_none_match = False
         self.stats = Stats()
         self.random = random.Random()
 
     def config(self):
         return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "flip_percent": self.flip_percent,
-                "cut_percent": self.cut_percent, "fail_percent": self.fail_percent}
+                "cut_percent": self.cut_percent, "fail_percent": self.fail_percent,
+                "ignore_if_none_match": self.ignore_if_none_match}
 
     def delay(self):
         jitter = self.random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
@@ -193,6 +198,8 @@ class Proxy:
                     self.cut_percent = float(query["cut_percent"][0])
                 if "fail_percent" in query:
                     self.fail_percent = float(query["fail_percent"][0])
+                if "ignore_if_none_match" in query:
+                    self.ignore_if_none_match = query["ignore_if_none_match"][0] == "1"
                 body = json.dumps(self.config()).encode()
             except ValueError:
                 status, body = "400 Bad Request", b'{"error": "latency_ms and jitter_ms are numbers"}'
@@ -249,6 +256,11 @@ class Proxy:
                     status = int(status_line.split(" ", 2)[1])
                     if status >= 200:
                         break
+                if self.ignore_if_none_match and kind == "put_if_absent" and status == 412:
+                    # Drain the refusal, then answer as if the object had been written.
+                    await read_body(up_reader, response_headers, until_eof=False)
+                    status, response_head = 200, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                    response_headers = {"content-length": "0"}
                 no_body = method == "HEAD" or status in (204, 304)
                 closes = response_headers.get("connection", "").lower() == "close"
                 if no_body:

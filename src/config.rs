@@ -49,6 +49,7 @@ pub const PARAMETERS: &[&str] = &[
     "gc_margin",
     "cache_dir",
     "disk_cache_size",
+    "single_writer",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -101,6 +102,9 @@ pub struct Config {
     pub idle_cache_size: u64,
     /// `cache_dir=` / `S3VFS_CACHE_DIR`: the disk cache directory, if any, and its budget.
     pub disk_cache: Option<(std::path::PathBuf, u64)>,
+    /// `single_writer=1`: only this process writes the database, so s3vfs does not check that
+    /// the server honours `If-None-Match: *` before its first commit.
+    pub single_writer: bool,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -210,6 +214,7 @@ impl Config {
         let mut endpoint_url = None;
         let mut region = None;
         let mut path_style = None;
+        let mut single_writer = false;
         let mut block_size = None;
         let mut cache_size = DEFAULT_CACHE_SIZE;
         let mut staleness = Duration::ZERO;
@@ -235,6 +240,10 @@ impl Config {
                 "path_style" => {
                     path_style =
                         Some(parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?)
+                }
+                "single_writer" => {
+                    single_writer =
+                        parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?
                 }
                 "block_size" => {
                     let bytes = parse_bytes(value)
@@ -396,6 +405,7 @@ impl Config {
             gc_margin,
             idle_cache_size,
             disk_cache,
+            single_writer,
         })
     }
 

@@ -572,6 +572,7 @@ pub fn deserialize(
     overwrite: Overwrite,
     name: &str,
 ) -> Result<Arc<Snapshot>> {
+    database.check_conditional_writes()?;
     let (mut parent, mut checked) = database.refresh_checked(Duration::ZERO)?;
     check_target(database, &parent, overwrite)?;
     let block_size: BlockSize = parent.block_size;

@@ -11,6 +11,7 @@ pub mod s3;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -93,6 +94,16 @@ pub struct ObjectInfo {
     /// The store's entity tag, without quotes (the hex MD5 of the body for a single-part PUT on
     /// S3 and most compatible stores), when the store reports one.
     pub etag: Option<String>,
+}
+
+/// Whether the store honours `If-None-Match: *`: creates `key` twice with it, expecting the
+/// second to be refused, then deletes it. Three requests.
+pub async fn honours_if_none_match(backend: &Arc<dyn Backend>, key: &str) -> BackendResult<bool> {
+    let body = Bytes::from_static(b"s3vfs: a check that the server refuses a second create");
+    let first = backend.put_if_absent(key, body.clone()).await?;
+    let second = backend.put_if_absent(key, body).await?;
+    backend.delete(&[key.to_string()]).await?;
+    Ok(first == PutOutcome::Created && second == PutOutcome::AlreadyExists)
 }
 
 /// An object store: one bucket, flat keys.

@@ -624,6 +624,9 @@ impl DbFile {
             self.txn = None;
             return Ok(());
         };
+        if let Err(error) = self.database.check_conditional_writes() {
+            return Err(self.abandon(error));
+        }
         let written: Vec<(BlockKey, Bytes)> = transaction
             .upload
             .iter()

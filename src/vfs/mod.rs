@@ -6,7 +6,7 @@ pub mod handle;
 pub mod lock;
 pub mod pragma;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::backend::metered::{process_metrics, MeteredBackend, Metrics, MetricsSnapshot};
 use crate::backend::retry::{RetryPolicy, RetryingBackend};
 use crate::backend::s3::{Endpoint, S3Backend};
-use crate::backend::{run_bounded, Backend};
+use crate::backend::{honours_if_none_match, run_bounded, Backend};
 use crate::cache::disk::{DiskCache, DiskDirectory, DiskStats};
 use crate::cache::{BlockCache, BlockKey, CacheStats};
 use crate::config::{Config, Layout};
@@ -26,7 +26,7 @@ use crate::runtime;
 use crate::storage::block::{self, BlockRef, PatchCache};
 use crate::storage::history::{self, Pin};
 use crate::storage::log::{self, Probe, MAX_IN_FLIGHT};
-use crate::storage::{BlockIndex, Location, Snapshot, Version};
+use crate::storage::{BlockIndex, Location, Snapshot, TxId, Version};
 use lock::LockTable;
 
 /// The bytes of commit-record pages each database keeps for assembling patched blocks.
@@ -50,6 +50,12 @@ pub struct Database {
     /// The file size a connection last saw, for a database of the sqlite-s3vfs layout.
     legacy_size: AtomicU64,
     backend: Arc<dyn Backend>,
+    /// The store without this database's metering and retries, for the check of conditional
+    /// writes (see [`Database::check_conditional_writes`]).
+    origin: Arc<dyn Backend>,
+    /// Where the store is, and whether only this process writes (`single_writer=1`).
+    endpoint: Endpoint,
+    single_writer: bool,
     metrics: Arc<Metrics>,
     cache: BlockCache,
     /// The pages of recently read commit records, for assembling patched blocks.
@@ -164,6 +170,12 @@ pub fn connection_closed() {
     trim(&mut kept().lock());
 }
 
+/// The runtime generations, endpoints and buckets whose conditional writes this process checked.
+fn conditional_writes_checked() -> &'static Mutex<HashSet<(u32, Endpoint, String)>> {
+    static CHECKED: OnceLock<Mutex<HashSet<(u32, Endpoint, String)>>> = OnceLock::new();
+    CHECKED.get_or_init(Default::default)
+}
+
 /// S3 clients by runtime generation, endpoint and bucket.
 type Clients = Mutex<HashMap<(u32, Endpoint, String), Arc<dyn Backend>>>;
 
@@ -204,6 +216,7 @@ impl Database {
         });
         if let Some(database) = found {
             database.check_layout(config)?;
+            database.check_single_writer(config)?;
             database.check_block_size(config)?;
             keep(&database);
             return Ok(database);
@@ -248,6 +261,7 @@ impl Database {
         retry: RetryPolicy,
     ) -> Result<Arc<Database>> {
         let metrics = Arc::new(Metrics::default());
+        let origin = backend.clone();
         let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(
             backend,
             vec![metrics.clone(), process_metrics().clone()],
@@ -287,6 +301,9 @@ impl Database {
             cache_size: config.cache_size,
             legacy_size: AtomicU64::new(0),
             backend,
+            origin,
+            endpoint: config.endpoint.clone(),
+            single_writer: config.single_writer,
             metrics,
             cache: BlockCache::new(config.cache_size),
             records,
@@ -313,6 +330,63 @@ impl Database {
             self.layout.name(),
             config.layout.name()
         )))
+    }
+
+    fn check_single_writer(&self, config: &Config) -> Result<()> {
+        if config.single_writer == self.single_writer {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{} is open in this process with single_writer={}; it cannot also be opened with \
+             single_writer={}",
+            self.location.url(),
+            u8::from(self.single_writer),
+            u8::from(config.single_writer)
+        )))
+    }
+
+    /// Before this process's first commit to a bucket: checks that the server refuses a second
+    /// create of one key with `If-None-Match: *`, which is what keeps two writers from both
+    /// committing a version. Three requests (counted in the process's totals), once per
+    /// endpoint and bucket for the life of the process; skipped with `single_writer=1`.
+    pub fn check_conditional_writes(&self) -> Result<()> {
+        if self.single_writer || self.layout != Layout::Versioned {
+            return Ok(());
+        }
+        let checked = (
+            self.generation,
+            self.endpoint.clone(),
+            self.location.bucket.clone(),
+        );
+        if conditional_writes_checked().lock().contains(&checked) {
+            return Ok(());
+        }
+        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(
+            self.origin.clone(),
+            vec![process_metrics().clone()],
+        ));
+        let backend: Arc<dyn Backend> =
+            Arc::new(RetryingBackend::new(metered, RetryPolicy::default()));
+        let key = format!("{}/probe/{}", self.location.prefix, TxId::random());
+        let probe = key.clone();
+        let honoured = runtime::block_on(async move {
+            honours_if_none_match(&backend, &probe)
+                .await
+                .map_err(Error::from)
+        })?;
+        if !honoured {
+            let server = self.endpoint.url.as_deref().unwrap_or("AWS S3");
+            return Err(Error::Unsupported(format!(
+                "{}: the server at {server} accepted a second create of {key} with \
+                 If-None-Match: *, so it does not make commits exclusive: two writers could both \
+                 commit a version and one would be lost. Use a server that honours \
+                 If-None-Match (AWS S3, Cloudflare R2, MinIO), or add single_writer=1 to the URI \
+                 if only this process ever writes the database",
+                self.location.url()
+            )));
+        }
+        conditional_writes_checked().lock().insert(checked);
+        Ok(())
     }
 
     fn check_block_size(&self, config: &Config) -> Result<()> {
@@ -431,6 +505,7 @@ impl Database {
 
     /// Commits, as the next version, the content of `old` (see [`history::restore`]).
     pub fn restore(&self, old: Version) -> Result<Arc<Snapshot>> {
+        self.check_conditional_writes()?;
         let old = self.pinned_snapshot(Pin::Version(old))?;
         let (parent, checked) = self.refresh_checked(Duration::ZERO)?;
         let started = Instant::now();
@@ -842,5 +917,102 @@ mod tests {
         assert_eq!(blocks[2][..], changed[..]);
         // The record of the new version and the probe for the one after it: no block GET.
         assert_eq!(after.get - before.get, 2, "{after:?}");
+    }
+
+    /// A store that ignores `If-None-Match: *`, as some S3-compatible servers do.
+    #[derive(Default)]
+    struct Careless(MemoryBackend);
+
+    #[async_trait::async_trait]
+    impl Backend for Careless {
+        fn bucket(&self) -> &str {
+            self.0.bucket()
+        }
+        async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, body: Bytes) -> BackendResult<()> {
+            self.0.put(key, body).await
+        }
+        async fn put_if_absent(&self, key: &str, body: Bytes) -> BackendResult<PutOutcome> {
+            self.0.put(key, body).await.map(|_| PutOutcome::Created)
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+        ) -> BackendResult<Vec<ObjectInfo>> {
+            self.0.list(prefix, start_after).await
+        }
+        async fn delete(&self, keys: &[String]) -> BackendResult<()> {
+            self.0.delete(keys).await
+        }
+    }
+
+    #[test]
+    fn a_server_that_ignores_if_none_match_is_refused_before_the_first_commit() {
+        let config = |name: &str, single_writer: &str| {
+            Config::parse(
+                name,
+                &[
+                    ("bucket".into(), "careless".into()),
+                    ("single_writer".into(), single_writer.into()),
+                ],
+                |_| None,
+            )
+            .expect("valid")
+        };
+        let careless = Arc::new(Careless::default());
+        let database = Database::with_backend(
+            &config("careless.db", "0"),
+            careless.clone(),
+            RetryPolicy::default(),
+        )
+        .expect("opens");
+        let error = database.check_conditional_writes().expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("If-None-Match") && message.contains("single_writer=1"),
+            "{message}"
+        );
+        assert!(
+            careless.0.keys().is_empty(),
+            "the probe object is deleted: {:?}",
+            careless.0.keys()
+        );
+        // Opting out: one writer only.
+        let single = Database::with_backend(
+            &config("careless-single.db", "1"),
+            careless,
+            RetryPolicy::default(),
+        )
+        .expect("opens");
+        single.check_conditional_writes().expect("skipped");
+
+        // A server that honours it passes once per process, endpoint and bucket.
+        let memory = Arc::new(MemoryBackend::new());
+        let counted = Arc::new(Metrics::default());
+        let metered: Arc<dyn Backend> =
+            Arc::new(MeteredBackend::new(memory.clone(), vec![counted.clone()]));
+        let honest =
+            Database::with_backend(&config("honest.db", "0"), metered, RetryPolicy::default())
+                .expect("opens");
+        let opened = counted.snapshot();
+        honest.check_conditional_writes().expect("passes");
+        let checked = counted.snapshot();
+        assert_eq!(
+            (
+                checked.put_if_absent - opened.put_if_absent,
+                checked.delete - opened.delete
+            ),
+            (2, 1)
+        );
+        honest.check_conditional_writes().expect("passes");
+        assert_eq!(
+            counted.snapshot().requests(),
+            checked.requests(),
+            "checked once"
+        );
+        assert!(memory.keys().is_empty());
     }
 }

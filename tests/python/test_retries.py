@@ -1,5 +1,7 @@
-"""Retries follow the AWS configuration: AWS_MAX_ATTEMPTS bounds the attempts of every
-request (counted by a proxy that answers 503 to everything)."""
+"""What s3vfs takes from the AWS configuration and checks of the server: AWS_MAX_ATTEMPTS
+bounds the attempts of every request (counted by a proxy that answers 503 to everything), an
+endpoint from a profile gets path-style addressing, and a server that ignores If-None-Match
+is refused before the first commit unless single_writer=1."""
 import os
 import subprocess
 import sys
@@ -65,3 +67,37 @@ def test_an_endpoint_from_a_profile_gets_path_style_addressing(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, LIB, uri], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == "opened 42", (done.stdout, done.stderr)
+
+
+def test_a_server_that_ignores_if_none_match_is_refused_before_the_first_commit(proxy):
+    import apsw
+    import boto3
+
+    from s3vfs_util import connect
+
+    proxy_call(proxy, "/__config?ignore_if_none_match=1", "POST")
+    name = unique_name("careless")
+    env = {**os.environ, "S3VFS_LOG": "off"}
+    uri = f"file:{name}?vfs=s3vfs&endpoint={proxy}"
+    script = OPEN_ONCE.replace('    print("opened")', '''    conn = apsw.Connection(sys.argv[2], flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI)
+    try:
+        conn.execute("CREATE TABLE t(x)")
+        print("committed")
+    except apsw.Error:
+        print("refused:", loader.execute("SELECT s3vfs_last_error()").fetchall()[0][0])''')
+    done = subprocess.run([sys.executable, "-c", script, LIB, uri], env=env, capture_output=True,
+                          text=True, timeout=60)
+    outcome = done.stdout.strip()
+    assert outcome.startswith("refused:") and "If-None-Match" in outcome and proxy in outcome, outcome
+    assert "single_writer=1" in outcome, outcome
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    left = s3.list_objects_v2(Bucket=os.environ["S3VFS_BUCKET"], Prefix=name + "/").get("KeyCount")
+    assert left == 0, "nothing committed, and the probe object deleted"
+
+    # Opting out (one writer only) commits.
+    done = subprocess.run([sys.executable, "-c", script, LIB, uri + "&single_writer=1"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "committed", (done.stdout, done.stderr)
+    conn = connect(name)
+    assert conn.execute("SELECT count(*) FROM sqlite_schema WHERE name = 't'").fetchall() == [(1,)]
+    conn.close()
