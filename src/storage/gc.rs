@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::block::BlockRef;
 use super::format::{ParsedRecord, DEFAULT_GC_MARGIN_MS, FORMAT_VERSION};
-use super::history::list_records;
+use super::history::{current_at, list_records};
 use super::log::{get_checkpoint, get_record, now_ms, MAX_IN_FLIGHT};
 use super::{Location, TxId, Version};
 use crate::backend::{run_bounded, Backend, ObjectInfo};
@@ -179,29 +179,6 @@ fn parse_checkpoint_key(location: &Location, key: &str) -> Option<(Version, TxId
     Some((Version(version.parse().ok()?), TxId::parse(txid)?))
 }
 
-/// The index (into `listed`) of the version that was current at `time_ms`: the newest one
-/// committed at or before it, by a binary search over commit times; `None` if all are later.
-async fn current_at(
-    backend: &Arc<dyn Backend>,
-    listed: &[(Version, ObjectInfo)],
-    time_ms: u64,
-) -> Result<Option<usize>> {
-    let (mut low, mut high) = (0usize, listed.len());
-    while low < high {
-        let middle = (low + high) / 2;
-        let time = match backend.get(&listed[middle].1.key).await? {
-            Some(body) => super::CommitRecord::decode(&listed[middle].1.key, &body)?.time_ms,
-            None => 0,
-        };
-        if time <= time_ms {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    Ok(low.checked_sub(1))
-}
-
 /// Runs the collector once on the database at `location`.
 pub async fn collect(
     backend: Arc<dyn Backend>,
@@ -246,7 +223,9 @@ pub async fn collect(
             }
             Keep::Within(window) => {
                 let start = now.saturating_sub(window.as_millis() as u64);
-                let first = current_at(&backend, &records, start).await?.unwrap_or(0);
+                let first = current_at(&backend, &location, &records, start)
+                    .await?
+                    .unwrap_or(0);
                 retained.extend(first..records.len());
             }
         }

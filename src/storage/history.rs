@@ -98,21 +98,20 @@ pub async fn load_version(
     }
 }
 
-/// The newest version committed at or before `time_ms`: one LIST (a page per 1,000
-/// versions) and a binary search over commit times (log2 of the versions' count GETs).
-pub async fn version_as_of(
-    backend: Arc<dyn Backend>,
-    location: Location,
+/// The index (into `listed`, the log's records oldest first) of the version that was current
+/// at `time_ms`: the newest one committed at or before it, by a binary search over commit
+/// times (log2 of the count GETs); `None` if all are later.
+pub(crate) async fn current_at(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    listed: &[(Version, ObjectInfo)],
     time_ms: u64,
-) -> Result<Version> {
-    let (backend, location) = (&backend, &location);
-    let listed = list_records(backend, location).await?;
+) -> Result<Option<usize>> {
     // Commit times never decrease with the version: find the first version after `time_ms`.
     let (mut low, mut high) = (0usize, listed.len());
     while low < high {
         let middle = (low + high) / 2;
-        let version = listed[middle].0;
-        let time = match find_record(backend, location, version).await? {
+        let time = match find_record(backend, location, listed[middle].0).await? {
             Some(record) => record.time_ms,
             // Collected meanwhile: it is older than anything still listed after it.
             None => 0,
@@ -123,7 +122,22 @@ pub async fn version_as_of(
             high = middle;
         }
     }
-    match low.checked_sub(1).map(|index| listed[index].0) {
+    Ok(low.checked_sub(1))
+}
+
+/// The newest version committed at or before `time_ms`: one LIST (a page per 1,000
+/// versions) and a binary search over commit times (log2 of the versions' count GETs).
+pub async fn version_as_of(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    time_ms: u64,
+) -> Result<Version> {
+    let (backend, location) = (&backend, &location);
+    let listed = list_records(backend, location).await?;
+    match current_at(backend, location, &listed, time_ms)
+        .await?
+        .map(|index| listed[index].0)
+    {
         Some(version) => Ok(version),
         None => Err(not_retained(
             location,
