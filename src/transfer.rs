@@ -195,10 +195,7 @@ fn fetch_range(
                 key: database.location.url(),
                 why: format!("version {} has no block {}", snapshot.version.0, index.0),
             })?;
-        let cached = database.cached_block(&BlockKey {
-            index,
-            txid: entry.txid,
-        });
+        let cached = database.cached_block(&BlockKey::of(index, &entry));
         let (backend, location, records, len) = (
             database.backend(),
             database.location.clone(),

@@ -179,10 +179,13 @@ impl PatchCache {
         self.state.lock().0.get(&version).cloned()
     }
 
+    /// The bytes one record's pages count for in the budget.
+    fn footprint(patches: &BTreeMap<BlockIndex, Patch>) -> u64 {
+        patches.values().map(Patch::bytes).sum::<u64>() + 64
+    }
+
     pub fn insert(&self, version: Version, patches: Pages) {
-        let size = |patches: &BTreeMap<BlockIndex, Patch>| -> u64 {
-            patches.values().map(Patch::bytes).sum::<u64>() + 64
-        };
+        let size = Self::footprint;
         let bytes = size(&patches);
         if bytes > self.budget {
             return;
@@ -205,7 +208,7 @@ impl PatchCache {
         let mut state = self.state.lock();
         let (lru, used) = &mut *state;
         if let Some(old) = lru.pop(&version) {
-            *used -= old.values().map(Patch::bytes).sum::<u64>() + 64;
+            *used -= Self::footprint(&old);
         }
     }
 }
@@ -228,7 +231,7 @@ pub async fn fetch(
 ) -> Result<Bytes> {
     let mut attempt = 1;
     loop {
-        match assemble(backend, location, index, entry, len, records, attempt > 1).await {
+        match assemble(backend, location, index, entry, len, records).await {
             Err(Error::Corrupt { .. }) if attempt < ASSEMBLY_ATTEMPTS => {
                 if let Some(version) = entry.patch {
                     records.forget(version);
@@ -267,14 +270,8 @@ async fn assemble(
     entry: &BlockRef,
     len: u64,
     records: &PatchCache,
-    fresh: bool,
 ) -> Result<Bytes> {
     let object = location.block_key(index, entry.object);
-    if fresh {
-        if let Some(version) = entry.patch {
-            records.forget(version);
-        }
-    }
     let pages = async {
         match entry.patch {
             Some(version) => pages_of(backend, location, version, records)

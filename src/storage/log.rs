@@ -424,20 +424,24 @@ pub async fn commit(
             .filter_map(|(index, _)| parent.block_ref(*index)?.patch)
             .collect();
         let fetches: Vec<_> = wanted
-            .into_iter()
-            .map(|version| {
+            .iter()
+            .map(|&version| {
                 let (backend, location, records) =
                     (backend.clone(), location.clone(), records.clone());
                 async move { block::pages_of(&backend, &location, version, &records).await }
             })
             .collect();
-        let mut pages = BTreeMap::new();
-        for fetched in run_bounded(MAX_IN_FLIGHT, fetches).await? {
-            pages.extend(fetched.iter().map(|(index, patch)| (*index, patch.clone())));
-        }
+        let pages: BTreeMap<Version, block::Pages> = wanted
+            .iter()
+            .copied()
+            .zip(run_bounded(MAX_IN_FLIGHT, fetches).await?)
+            .collect();
         edits
             .iter()
-            .filter_map(|(index, _)| Some((*index, pages.get(index)?.clone())))
+            .filter_map(|(index, _)| {
+                let version = parent.block_ref(*index)?.patch?;
+                Some((*index, pages.get(&version)?.get(index)?.clone()))
+            })
             .collect()
     };
     let patch_limit = MAX_PATCH_BYTES.min(block_size.bytes() / 4);

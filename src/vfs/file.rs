@@ -180,10 +180,7 @@ impl DbFile {
     /// The cache key of block `index`'s committed content, if any of it is still in the file.
     fn committed_key(&self, index: BlockIndex) -> Option<BlockKey> {
         self.committed_source(index)
-            .map(|(index, entry, _)| BlockKey {
-                index,
-                txid: entry.txid,
-            })
+            .map(|(index, entry, _)| BlockKey::of(index, &entry))
     }
 
     /// The current content of whole blocks, as this connection sees them (each at most
@@ -652,7 +649,7 @@ impl DbFile {
         let records = self.database.patch_cache();
         match runtime::block_on(log::commit(backend, location, transaction, records)) {
             Ok(snapshot) => {
-                let pages: u64 = snapshot.patches.values().map(|patch| patch.bytes()).sum();
+                // The arguments are only evaluated when the line is logged.
                 ::log::info!(
                     "s3vfs: committed {} version {}: {} bytes, {} blocks written at commit ({} as \
                      {} bytes of pages in the record), {} ms",
@@ -661,7 +658,11 @@ impl DbFile {
                     snapshot.size,
                     written.len(),
                     snapshot.patches.len(),
-                    pages,
+                    snapshot
+                        .patches
+                        .values()
+                        .map(|patch| patch.bytes())
+                        .sum::<u64>(),
                     started.elapsed().as_millis()
                 );
                 for (key, data) in written {

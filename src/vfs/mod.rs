@@ -228,16 +228,18 @@ impl Database {
             ..RetryPolicy::default()
         };
         let database = Database::with_backend(config, backend, retry)?;
-        let opened = database.stats();
-        ::log::info!(
-            "s3vfs: opened {} ({} layout) at version {}, {} bytes, in {} ms ({} requests)",
-            database.location.url(),
-            opened.layout,
-            opened.version,
-            opened.size,
-            started.elapsed().as_millis(),
-            opened.requests.requests()
-        );
+        if ::log::log_enabled!(::log::Level::Info) {
+            let opened = database.stats();
+            ::log::info!(
+                "s3vfs: opened {} ({} layout) at version {}, {} bytes, in {} ms ({} requests)",
+                database.location.url(),
+                opened.layout,
+                opened.version,
+                opened.size,
+                started.elapsed().as_millis(),
+                opened.requests.requests()
+            );
+        }
         let database = {
             let mut registry = registry().lock();
             registry.retain(|_, database| database.strong_count() > 0);
@@ -601,11 +603,7 @@ impl Database {
             else {
                 continue;
             };
-            let old_key = BlockKey {
-                index: *index,
-                txid: before.txid,
-            };
-            let Some(old) = self.cache.peek(&old_key) else {
+            let Some(old) = self.cache.peek(&BlockKey::of(*index, before)) else {
                 continue;
             };
             let mut content = old.to_vec();
@@ -615,13 +613,8 @@ impl Database {
                     .sum
                     .is_some_and(|sum| block::checksum(&content) == sum)
             {
-                self.cache.insert(
-                    BlockKey {
-                        index: *index,
-                        txid: after.txid,
-                    },
-                    Bytes::from(content),
-                );
+                self.cache
+                    .insert(BlockKey::of(*index, after), Bytes::from(content));
             }
         }
     }
