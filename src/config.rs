@@ -16,6 +16,9 @@ pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_IDLE_CACHE_SIZE: u64 = DEFAULT_CACHE_SIZE;
 /// The default byte budget of a disk cache directory (`disk_cache_size`).
 pub const DEFAULT_DISK_CACHE_SIZE: u64 = 1 << 30;
+/// The default bound on the bytes one B-tree prefetch fetches (`prefetch_size`); a prefetch
+/// also stays within a quarter of `cache_size`.
+pub const DEFAULT_PREFETCH_SIZE: u64 = 16 * 1024 * 1024;
 /// The largest `cache_size`: 1 TiB.
 pub const MAX_CACHE_SIZE: u64 = 1 << 40;
 /// The longest `staleness`: a day.
@@ -50,6 +53,7 @@ pub const PARAMETERS: &[&str] = &[
     "cache_dir",
     "disk_cache_size",
     "single_writer",
+    "prefetch_size",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -105,6 +109,8 @@ pub struct Config {
     /// `single_writer=1`: only this process writes the database, so s3vfs does not check that
     /// the server honours `If-None-Match: *` before its first commit.
     pub single_writer: bool,
+    /// `prefetch_size=`: bytes one B-tree prefetch may fetch; 0 turns it off.
+    pub prefetch_size: u64,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -217,6 +223,7 @@ impl Config {
         let mut single_writer = false;
         let mut block_size = None;
         let mut cache_size = DEFAULT_CACHE_SIZE;
+        let mut prefetch_size = DEFAULT_PREFETCH_SIZE;
         let mut staleness = Duration::ZERO;
         let mut layout = Layout::Versioned;
         let mut pin = None;
@@ -253,6 +260,7 @@ impl Config {
                     })?);
                 }
                 "cache_size" => cache_size = size_parameter(name, value)?,
+                "prefetch_size" => prefetch_size = size_parameter(name, value)?,
                 "staleness" => {
                     staleness =
                         duration_parameter(name, value, MAX_STALENESS, "at most a day (86400s)")?;
@@ -406,6 +414,7 @@ impl Config {
             idle_cache_size,
             disk_cache,
             single_writer,
+            prefetch_size,
         })
     }
 
@@ -514,6 +523,7 @@ mod tests {
         let config = Config::parse("shop.db", &[], env).expect("valid");
         assert_eq!(config.location.bucket, "from-env");
         assert_eq!(config.cache_size, DEFAULT_CACHE_SIZE);
+        assert_eq!(config.prefetch_size, DEFAULT_PREFETCH_SIZE);
     }
 
     #[test]
@@ -535,6 +545,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("cache_size"), "{error}");
+        let error = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("prefetch_size", "some")]),
+            no_env,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("prefetch_size"), "{error}");
+        let off = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("prefetch_size", "0")]),
+            no_env,
+        )
+        .expect("0 turns prefetch off");
+        assert_eq!(off.prefetch_size, 0);
         let error = Config::parse("x", &[], no_env).unwrap_err();
         assert!(error.to_string().contains("S3VFS_BUCKET"), "{error}");
         let error = Config::parse(

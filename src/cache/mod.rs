@@ -150,10 +150,27 @@ impl BlockCache {
         self.insert_locked(&mut state, key, data);
     }
 
+    /// Starts flights for those of `keys` neither cached nor being fetched, and returns them:
+    /// readers of these keys wait until the returned [`Claim`] settles them.
+    pub fn claim(self: &Arc<Self>, keys: &[BlockKey]) -> Claim {
+        let mut state = self.state.lock();
+        let mut claimed = Vec::new();
+        for key in keys {
+            if !state.lru.contains(key) && !state.in_flight.contains_key(key) {
+                state.in_flight.insert(*key, Arc::new(Flight::default()));
+                claimed.push(*key);
+            }
+        }
+        Claim {
+            cache: self.clone(),
+            keys: claimed,
+        }
+    }
+
     /// The blocks named by `keys`, in order. Misses not already being fetched by another
     /// reader are passed, all together, to `fetch`, which must return one outcome per key.
     pub fn get_many(
-        &self,
+        self: &Arc<Self>,
         keys: &[BlockKey],
         fetch: impl FnOnce(Vec<BlockKey>) -> Result<Vec<Result<Bytes>>>,
     ) -> Result<Vec<Bytes>> {
@@ -178,25 +195,12 @@ impl BlockCache {
             }
         }
         if !mine.is_empty() {
-            let outcomes = match fetch(mine.clone()) {
-                Ok(outcomes) if outcomes.len() == mine.len() => outcomes,
-                Ok(_) => vec![
-                    Err(Error::Runtime(
-                        "fetch returned the wrong number of blocks".into()
-                    ));
-                    mine.len()
-                ],
-                Err(error) => vec![Err(error); mine.len()],
+            let claim = Claim {
+                cache: self.clone(),
+                keys: mine,
             };
-            let mut state = self.state.lock();
-            for (key, outcome) in mine.iter().zip(outcomes) {
-                if let Ok(data) = &outcome {
-                    self.insert_locked(&mut state, *key, data.clone());
-                }
-                if let Some(flight) = state.in_flight.remove(key) {
-                    flight.finish(outcome);
-                }
-            }
+            let outcomes = fetch(claim.keys.clone());
+            claim.settle(outcomes);
         }
         slots
             .into_iter()
@@ -205,6 +209,61 @@ impl BlockCache {
                 Slot::Mine(flight) | Slot::Theirs(flight) => flight.wait(),
             })
             .collect()
+    }
+}
+
+/// Flights this reader started and must end: settled with the fetch's outcomes, or, if it is
+/// dropped first (the fetch panicked or never ran), with an error, so that no reader waits on
+/// them forever.
+pub struct Claim {
+    cache: Arc<BlockCache>,
+    keys: Vec<BlockKey>,
+}
+
+impl Claim {
+    /// The keys this claim fetches.
+    pub fn keys(&self) -> &[BlockKey] {
+        &self.keys
+    }
+
+    /// Ends the flights with `outcomes`, one per key in order; successes enter the cache.
+    pub fn settle(mut self, outcomes: Result<Vec<Result<Bytes>>>) {
+        let keys = std::mem::take(&mut self.keys);
+        let outcomes = match outcomes {
+            Ok(outcomes) if outcomes.len() == keys.len() => outcomes,
+            Ok(_) => vec![
+                Err(Error::Runtime(
+                    "fetch returned the wrong number of blocks".into()
+                ));
+                keys.len()
+            ],
+            Err(error) => vec![Err(error); keys.len()],
+        };
+        let mut state = self.cache.state.lock();
+        for (key, outcome) in keys.iter().zip(outcomes) {
+            if let Ok(data) = &outcome {
+                self.cache.insert_locked(&mut state, *key, data.clone());
+            }
+            if let Some(flight) = state.in_flight.remove(key) {
+                flight.finish(outcome);
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut state = self.cache.state.lock();
+        for key in self.keys.drain(..) {
+            if let Some(flight) = state.in_flight.remove(&key) {
+                flight.finish(Err(Error::Runtime(
+                    "a block fetch ended without a result".into(),
+                )));
+            }
+        }
     }
 }
 
@@ -222,7 +281,7 @@ mod tests {
 
     #[test]
     fn stays_within_its_byte_budget() {
-        let cache = BlockCache::new(10_000);
+        let cache = Arc::new(BlockCache::new(10_000));
         for index in 0..100 {
             cache.insert(key(index), Bytes::from(vec![0u8; 1000]));
             assert!(cache.stats().bytes <= 10_000);
@@ -265,8 +324,51 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_is_waited_on_and_never_leaves_a_reader_waiting() {
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        cache.insert(key(1), Bytes::from_static(b"cached"));
+        let claim = cache.claim(&[key(1), key(2), key(3)]);
+        assert_eq!(claim.keys(), &[key(2), key(3)]);
+        assert!(
+            cache.claim(&[key(2)]).keys().is_empty(),
+            "already on its way"
+        );
+        let reader = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                cache.get_many(&[key(2)], |_| panic!("must wait for the claim"))
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        claim.settle(Ok(vec![
+            Ok(Bytes::from_static(b"two")),
+            Ok(Bytes::from_static(b"three")),
+        ]));
+        assert_eq!(
+            &reader.join().expect("no panic").expect("read")[0][..],
+            b"two"
+        );
+        assert_eq!(cache.peek(&key(3)), Some(Bytes::from_static(b"three")));
+        // A claim dropped unsettled (its fetch panicked) ends its flights with an error,
+        // and the next reader fetches for itself.
+        drop(cache.claim(&[key(4)]));
+        let got = cache.get_many(&[key(4)], |keys| {
+            Ok(keys.iter().map(|_| Ok(Bytes::from_static(b"4"))).collect())
+        });
+        assert_eq!(&got.expect("fetched")[0][..], b"4");
+        let waiting = cache.claim(&[key(5)]);
+        let reader = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.get_many(&[key(5)], |_| panic!("waits")))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(waiting);
+        assert!(reader.join().expect("no panic").is_err());
+    }
+
+    #[test]
     fn failed_fetches_are_not_cached() {
-        let cache = BlockCache::new(1 << 20);
+        let cache = Arc::new(BlockCache::new(1 << 20));
         let error = cache.get_many(&[key(1)], |_| Err(Error::Runtime("down".into())));
         assert!(error.is_err());
         let got = cache.get_many(&[key(1)], |keys| {

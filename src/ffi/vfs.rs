@@ -247,7 +247,10 @@ unsafe extern "C" fn x_open(
             (Layout::Versioned, None) => {
                 let exists = database.version().0 > 0;
                 (
-                    Handle::Versioned(DbFile::new(database, config.staleness)),
+                    Handle::Versioned(
+                        DbFile::new(database, config.staleness)
+                            .with_prefetch_size(config.prefetch_size),
+                    ),
                     exists,
                 )
             }

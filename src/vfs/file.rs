@@ -87,6 +87,8 @@ pub struct DbFile {
     read_only: Option<String>,
     txn: Option<Txn>,
     read_ahead: ReadAhead,
+    /// Bytes one B-tree prefetch may fetch (`prefetch_size`); 0: none.
+    prefetch_size: u64,
     /// Set when a commit failed: the rest of the transaction (SQLite's rollback) is discarded.
     doomed: bool,
 }
@@ -106,8 +108,15 @@ impl DbFile {
             read_only: None,
             txn: None,
             read_ahead: ReadAhead::default(),
+            prefetch_size: crate::config::DEFAULT_PREFETCH_SIZE,
             doomed: false,
         }
+    }
+
+    /// Sets the bytes one B-tree prefetch may fetch; 0 turns it off.
+    pub fn with_prefetch_size(mut self, bytes: u64) -> DbFile {
+        self.prefetch_size = bytes;
+        self
     }
 
     /// A connection that reads exactly `snapshot`, a past version, and refuses every write;
@@ -257,7 +266,66 @@ impl DbFile {
 
     /// Reads `buffer.len()` bytes at `offset`; past the end of the file the buffer is zeroed.
     pub fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
-        self.read_into(offset, buffer, true)
+        let outcome = self.read_into(offset, buffer, true)?;
+        if outcome == ReadOutcome::Full {
+            self.prefetch_level(offset, buffer);
+        }
+        Ok(outcome)
+    }
+
+    /// B-tree prefetch (see [`super::prefetch`]): when `page`, just read at `offset`, calls for
+    /// a level of its tree, the level's blocks that are not cached are fetched in the
+    /// background, if they fit within `prefetch_size` and a quarter of the cache. Only read
+    /// transactions prefetch.
+    fn prefetch_level(&mut self, offset: ByteOffset, page: &[u8]) {
+        let len = page.len() as u64;
+        let is_page =
+            (512..=65536).contains(&len) && len.is_power_of_two() && offset.0.is_multiple_of(len);
+        if self.prefetch_size == 0
+            || self.level != LockLevel::Shared
+            || self.txn.is_some()
+            || !is_page
+        {
+            return;
+        }
+        let (Ok(number), Ok(page_count)) = (
+            u32::try_from(offset.0 / len + 1),
+            u32::try_from(self.snapshot.size / len),
+        ) else {
+            return;
+        };
+        let Some(level) = self
+            .database
+            .prefetch_tracker()
+            .observe(number, page, page_count)
+        else {
+            return;
+        };
+        let block_size = self.block_size();
+        let indexes: BTreeSet<BlockIndex> = level
+            .iter()
+            .map(|page| BlockIndex((u64::from(*page) - 1) * len / block_size))
+            .collect();
+        let wanted: Vec<(BlockIndex, BlockRef, u64)> = indexes
+            .into_iter()
+            .filter_map(|index| self.committed_source(index))
+            .filter(|(index, entry, _)| {
+                self.database
+                    .cached_block(&BlockKey::of(*index, entry))
+                    .is_none()
+            })
+            .collect();
+        let bytes: u64 = wanted.iter().map(|(_, _, len)| *len).sum();
+        if bytes > self.prefetch_size.min(self.database.cache_size / 4) {
+            self.database.prefetch_tracker().stats.over_bound += 1;
+            return;
+        }
+        let fetched = self.database.prefetch(&wanted);
+        if fetched > 0 {
+            let mut tracker = self.database.prefetch_tracker();
+            tracker.stats.batches += 1;
+            tracker.stats.blocks += fetched;
+        }
     }
 
     /// As [`DbFile::read`]; `read_ahead` lets a sequential reader fetch the next blocks along.

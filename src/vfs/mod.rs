@@ -5,6 +5,7 @@ pub mod file;
 pub mod handle;
 pub mod lock;
 pub mod pragma;
+pub mod prefetch;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +58,9 @@ pub struct Database {
     endpoint: Endpoint,
     single_writer: bool,
     metrics: Arc<Metrics>,
-    cache: BlockCache,
+    cache: Arc<BlockCache>,
+    /// The interior pages its connections read lately, for B-tree prefetch.
+    prefetch: Mutex<prefetch::Tracker>,
     /// The pages of recently read commit records, for assembling patched blocks.
     records: Arc<PatchCache>,
     /// The disk cache directory's files of this database (`cache_dir=`).
@@ -83,6 +86,7 @@ pub struct DatabaseStats {
     /// The disk cache (`cache_dir=`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_cache: Option<DiskStats>,
+    pub prefetch: prefetch::PrefetchStats,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -307,7 +311,8 @@ impl Database {
             endpoint: config.endpoint.clone(),
             single_writer: config.single_writer,
             metrics,
-            cache: BlockCache::new(config.cache_size),
+            cache: Arc::new(BlockCache::new(config.cache_size)),
+            prefetch: Mutex::new(prefetch::Tracker::default()),
             records,
             disk,
             latest: Mutex::new(Latest { snapshot, checked }),
@@ -529,61 +534,97 @@ impl Database {
             .iter()
             .map(|(index, entry, _)| BlockKey::of(*index, entry))
             .collect();
-        let sources: HashMap<BlockKey, (BlockRef, u64)> = keys
+        let sources = sources(&keys, wanted);
+        self.cache
+            .get_many(&keys, |missing| self.fetch_blocks(&missing, &sources))
+    }
+
+    /// Starts fetching, on a thread of its own, those of `wanted` that are neither cached nor
+    /// being fetched, and returns how many: a reader that wants one of them meanwhile waits
+    /// for it rather than fetching it again.
+    pub fn prefetch(self: &Arc<Self>, wanted: &[(BlockIndex, BlockRef, u64)]) -> u64 {
+        let keys: Vec<BlockKey> = wanted
             .iter()
-            .zip(wanted)
-            .map(|(key, (_, entry, len))| (*key, (entry.clone(), *len)))
+            .map(|(index, entry, _)| BlockKey::of(*index, entry))
             .collect();
-        self.cache.get_many(&keys, |missing| {
-            let expected = |key: &BlockKey| sources.get(key).map_or(0, |(_, len)| *len);
-            let mut found: Vec<Option<Result<Bytes>>> = missing
-                .iter()
-                .map(|key| {
-                    let disk = self.disk.as_ref()?;
-                    disk.get(key, expected(key)).map(Ok)
+        let claim = self.cache.claim(&keys);
+        let count = claim.keys().len() as u64;
+        if count == 0 {
+            return 0;
+        }
+        let sources = sources(&keys, wanted);
+        let database = self.clone();
+        // Should the thread not start, the claim is dropped with it: readers waiting on its
+        // blocks get an error, as from a failed fetch.
+        let _ = std::thread::Builder::new()
+            .name("s3vfs-prefetch".into())
+            .spawn(move || {
+                let outcomes = database.fetch_blocks(claim.keys(), &sources);
+                claim.settle(outcomes);
+            });
+        count
+    }
+
+    /// The interior pages this database's connections read lately (see [`prefetch`]).
+    pub fn prefetch_tracker(&self) -> parking_lot::MutexGuard<'_, prefetch::Tracker> {
+        self.prefetch.lock()
+    }
+
+    /// Fetches blocks `missing`, whose sources are in `sources`: from the disk cache, else
+    /// concurrently from the store (objects and the records that patch them), checked against
+    /// their checksums, and written to the disk cache. One outcome per key, in order.
+    fn fetch_blocks(
+        &self,
+        missing: &[BlockKey],
+        sources: &HashMap<BlockKey, (BlockRef, u64)>,
+    ) -> Result<Vec<Result<Bytes>>> {
+        let expected = |key: &BlockKey| sources.get(key).map_or(0, |(_, len)| *len);
+        let mut found: Vec<Option<Result<Bytes>>> = missing
+            .iter()
+            .map(|key| {
+                let disk = self.disk.as_ref()?;
+                disk.get(key, expected(key)).map(Ok)
+            })
+            .collect();
+        let remote: Vec<BlockKey> = missing
+            .iter()
+            .zip(&found)
+            .filter(|(_, found)| found.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        let fetches: Vec<_> = remote
+            .iter()
+            .filter_map(|key| {
+                let (entry, len) = sources.get(key)?.clone();
+                let (backend, location, records, index) = (
+                    self.backend.clone(),
+                    self.location.clone(),
+                    self.records.clone(),
+                    key.index,
+                );
+                Some(async move {
+                    let fetched =
+                        block::fetch(&backend, &location, index, &entry, len, &records).await;
+                    Ok::<Result<Bytes>, Error>(fetched)
                 })
-                .collect();
-            let remote: Vec<BlockKey> = missing
-                .iter()
-                .zip(&found)
-                .filter(|(_, found)| found.is_none())
-                .map(|(key, _)| *key)
-                .collect();
-            let fetches: Vec<_> = remote
-                .iter()
-                .filter_map(|key| {
-                    let (entry, len) = sources.get(key)?.clone();
-                    let (backend, location, records, index) = (
-                        self.backend.clone(),
-                        self.location.clone(),
-                        self.records.clone(),
-                        key.index,
-                    );
-                    Some(async move {
-                        let fetched =
-                            block::fetch(&backend, &location, index, &entry, len, &records).await;
-                        Ok::<Result<Bytes>, Error>(fetched)
-                    })
-                })
-                .collect();
-            let fetched =
-                runtime::block_on(async move { run_bounded(MAX_IN_FLIGHT, fetches).await })?;
-            let mut fetched = remote.iter().zip(fetched);
-            for slot in found.iter_mut().filter(|slot| slot.is_none()) {
-                if let Some((key, outcome)) = fetched.next() {
-                    if let (Some(disk), Ok(data)) = (self.disk.as_ref(), &outcome) {
-                        disk.put(key, data);
-                    }
-                    *slot = Some(outcome);
+            })
+            .collect();
+        let fetched = runtime::block_on(async move { run_bounded(MAX_IN_FLIGHT, fetches).await })?;
+        let mut fetched = remote.iter().zip(fetched);
+        for slot in found.iter_mut().filter(|slot| slot.is_none()) {
+            if let Some((key, outcome)) = fetched.next() {
+                if let (Some(disk), Ok(data)) = (self.disk.as_ref(), &outcome) {
+                    disk.put(key, data);
                 }
+                *slot = Some(outcome);
             }
-            Ok(found
-                .into_iter()
-                .map(|slot| {
-                    slot.unwrap_or_else(|| Err(Error::Runtime("a block fetch went missing".into())))
-                })
-                .collect())
-        })
+        }
+        Ok(found
+            .into_iter()
+            .map(|slot| {
+                slot.unwrap_or_else(|| Err(Error::Runtime("a block fetch went missing".into())))
+            })
+            .collect())
     }
 
     /// The pages of recently read commit records, shared by this database's connections.
@@ -671,12 +712,24 @@ impl Database {
             requests: self.metrics.snapshot(),
             cache: self.cache.stats(),
             disk_cache: self.disk.as_ref().map(DiskCache::stats),
+            prefetch: self.prefetch.lock().stats,
         }
     }
 
     pub fn version(&self) -> Version {
         self.latest().version
     }
+}
+
+/// Where each of `keys` comes from, and its length: `wanted` in the same order.
+fn sources(
+    keys: &[BlockKey],
+    wanted: &[(BlockIndex, BlockRef, u64)],
+) -> HashMap<BlockKey, (BlockRef, u64)> {
+    keys.iter()
+        .zip(wanted)
+        .map(|(key, (_, entry, len))| (*key, (entry.clone(), *len)))
+        .collect()
 }
 
 /// The disk cache of the database `config` names, if it asks for one and the directory can be

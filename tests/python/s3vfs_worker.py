@@ -394,6 +394,25 @@ def cmd_cached_read(name, cache_dir):
     })
 
 
+def cmd_lookups(name, prefetch_size, keys):
+    """Looks up rows `keys` (comma-separated) of table t in a fresh process, one at a time:
+    the blocks each lookup had to fetch itself (cache misses; a block prefetch brought or is
+    bringing is a hit), the requests of the whole process, and the prefetch counters."""
+    conn = connect(name, prefetch_size=prefetch_size)
+    misses = []
+    for key in (int(key) for key in keys.split(",")):
+        before = stats(conn)["database"]["cache"]["misses"]
+        found = conn.execute("SELECT length(val) FROM t WHERE id = ?", (key,)).fetchall()
+        if found != [(200,)]:
+            raise AssertionError(f"row {key}: {found}")
+        misses.append(stats(conn)["database"]["cache"]["misses"] - before)
+    database = stats(conn)["database"]
+    requests = process_requests()
+    emit({"misses": misses, "requests": sum(requests[kind] for kind in ("get", "list", "put")),
+          "prefetch": database["prefetch"]})
+    conn.close()
+
+
 COMMANDS = {
     "generations": cmd_generations,
     "observe": cmd_observe,
@@ -409,6 +428,7 @@ COMMANDS = {
     "digest": cmd_digest,
     "reopen": cmd_reopen,
     "cached_read": cmd_cached_read,
+    "lookups": cmd_lookups,
 }
 
 

@@ -1,0 +1,176 @@
+//! B-tree-aware prefetch: finds the children of the interior pages SQLite reads, and decides
+//! when a whole level of a tree is worth fetching in one concurrent batch.
+//!
+//! A B-tree is balanced, so the children of one interior page are all interior pages or all
+//! leaves. When reads reach a second interior child of the same parent, lookups are spreading
+//! over that level: its other pages are fetched together, once, and later lookups skip that
+//! round trip. A level of leaves is never fetched this way (sequential read-ahead serves
+//! scans), and a level whose blocks would pass the byte bound is left alone: fetching part of
+//! a level that random lookups spread over wastes most of what it fetches.
+
+use std::collections::{HashMap, HashSet};
+
+/// Interior pages whose children are remembered at most; past it the tracker starts over.
+const MAX_TRACKED: usize = 4096;
+
+/// What prefetch did in one database, for `s3vfs_stats()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PrefetchStats {
+    /// Levels fetched in one batch.
+    pub batches: u64,
+    /// Blocks those batches fetched.
+    pub blocks: u64,
+    /// Levels left alone because their blocks would pass the bound.
+    pub over_bound: u64,
+}
+
+/// The interior pages read lately in one database, shared by its connections.
+#[derive(Default)]
+pub struct Tracker {
+    children: HashMap<u32, Vec<u32>>,
+    parent_of: HashMap<u32, u32>,
+    /// Parents one interior child of which was read, the child named.
+    first_child: HashMap<u32, u32>,
+    /// Parents whose level was fetched or judged too large.
+    decided: HashSet<u32>,
+    pub stats: PrefetchStats,
+}
+
+impl Tracker {
+    /// Notes that page `number` (1-based) with content `page` was read; returns the pages of
+    /// the level to fetch now, if this read calls for it.
+    pub fn observe(&mut self, number: u32, page: &[u8], page_count: u32) -> Option<Vec<u32>> {
+        let children = interior_children(number, page, page_count)?;
+        let mut level = None;
+        if let Some(parent) = self.parent_of.get(&number).copied() {
+            if !self.decided.contains(&parent) {
+                match self.first_child.get(&parent) {
+                    Some(first) if *first != number => {
+                        self.decided.insert(parent);
+                        level = self.children.get(&parent).cloned();
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.first_child.insert(parent, number);
+                    }
+                }
+            }
+        }
+        if self.children.len() >= MAX_TRACKED {
+            *self = Tracker {
+                stats: self.stats,
+                ..Tracker::default()
+            };
+        }
+        for child in &children {
+            self.parent_of.insert(*child, number);
+        }
+        self.children.insert(number, children);
+        level
+    }
+}
+
+fn be16(page: &[u8], at: usize) -> Option<usize> {
+    Some(u16::from_be_bytes(page.get(at..at + 2)?.try_into().ok()?) as usize)
+}
+
+fn be32(page: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(page.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The child page numbers of `page` if it is an interior page of a table or index B-tree of a
+/// database of `page_count` pages; `None` for any other page, or one that does not parse.
+pub fn interior_children(number: u32, page: &[u8], page_count: u32) -> Option<Vec<u32>> {
+    // Page 1 starts with the 100-byte database header.
+    let header = if number == 1 { 100 } else { 0 };
+    // 0x02: interior index page, 0x05: interior table page.
+    if !matches!(page.get(header), Some(0x02 | 0x05)) {
+        return None;
+    }
+    let cells = be16(page, header + 3)?;
+    let pointers = header + 12;
+    if pointers + 2 * cells > page.len() {
+        return None;
+    }
+    let valid = |child: u32| (2..=page_count).contains(&child) && child != number;
+    let mut children = Vec::with_capacity(cells + 1);
+    for cell in 0..cells {
+        let offset = be16(page, pointers + 2 * cell)?;
+        if offset < pointers + 2 * cells {
+            return None;
+        }
+        // Every interior cell starts with its left child's page number.
+        let child = be32(page, offset)?;
+        if !valid(child) {
+            return None;
+        }
+        children.push(child);
+    }
+    let right = be32(page, header + 8)?;
+    if !valid(right) {
+        return None;
+    }
+    children.push(right);
+    Some(children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interior table page of `size` bytes naming `children` (the last one the right-most).
+    fn interior(number: u32, children: &[u32], size: usize) -> Vec<u8> {
+        let header = if number == 1 { 100 } else { 0 };
+        let mut page = vec![0u8; size];
+        page[header] = 0x05;
+        let cells = children.len() - 1;
+        page[header + 3..header + 5].copy_from_slice(&(cells as u16).to_be_bytes());
+        page[header + 8..header + 12].copy_from_slice(&children[cells].to_be_bytes());
+        let mut content = size;
+        for (cell, child) in children[..cells].iter().enumerate() {
+            content -= 8;
+            page[content..content + 4].copy_from_slice(&child.to_be_bytes());
+            page[content + 4] = cell as u8;
+            let at = header + 12 + 2 * cell;
+            page[at..at + 2].copy_from_slice(&(content as u16).to_be_bytes());
+        }
+        page
+    }
+
+    #[test]
+    fn reads_the_children_of_interior_pages() {
+        let page = interior(7, &[10, 11, 12], 4096);
+        assert_eq!(interior_children(7, &page, 100), Some(vec![10, 11, 12]));
+        let first = interior(1, &[2, 3], 4096);
+        assert_eq!(interior_children(1, &first, 100), Some(vec![2, 3]));
+        // Leaves, overflow pages and children past the end of the file are not interior pages.
+        let mut leaf = page.clone();
+        leaf[0] = 0x0d;
+        assert_eq!(interior_children(7, &leaf, 100), None);
+        assert_eq!(interior_children(7, &page, 11), None);
+        let mut garbage = page.clone();
+        garbage[3..5].copy_from_slice(&5000u16.to_be_bytes());
+        assert_eq!(interior_children(7, &garbage, 100), None);
+    }
+
+    #[test]
+    fn a_level_is_fetched_once_its_second_interior_page_is_read() {
+        let mut tracker = Tracker::default();
+        let root = interior(2, &[3, 4, 5], 512);
+        assert_eq!(tracker.observe(2, &root, 100), None);
+        // The first child read: one lookup, nothing to fetch yet.
+        assert_eq!(tracker.observe(3, &interior(3, &[10, 11], 512), 100), None);
+        assert_eq!(tracker.observe(3, &interior(3, &[10, 11], 512), 100), None);
+        // A second child: lookups spread over the level.
+        assert_eq!(
+            tracker.observe(4, &interior(4, &[12, 13], 512), 100),
+            Some(vec![3, 4, 5])
+        );
+        assert_eq!(tracker.observe(5, &interior(5, &[14, 15], 512), 100), None);
+        // Leaves never count.
+        let mut leaf = interior(10, &[20, 21], 512);
+        leaf[0] = 0x0d;
+        assert_eq!(tracker.observe(10, &leaf, 100), None);
+        assert_eq!(tracker.observe(11, &leaf, 100), None);
+    }
+}
