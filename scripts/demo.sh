@@ -3,7 +3,8 @@
 # Run through `make demo`, which builds the library and starts the server first.
 set -euo pipefail
 lib="${S3VFS_LIB:-./target/debug/libs3vfs}"
-db="demo/shop-$(date +%s).db"
+# The time, the process id and a random number: two runs in the same second get two names.
+db="demo/shop-$(date +%Y%m%d-%H%M%S)-$$-${RANDOM}.db"
 echo "== writing s3://${S3VFS_BUCKET}/${db} through the sqlite3 CLI"
 sqlite3 <<SQL
 .load ${lib}

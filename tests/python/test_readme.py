@@ -63,3 +63,16 @@ def test_the_go_example_runs(tmp_path):
                    check=True, capture_output=True, timeout=600)
     out = run([str(tmp_path / "example")], env=env)
     assert out.startswith("version "), out
+
+
+def test_two_demos_at_once_write_two_databases():
+    """`make demo` runs scripts/demo.sh; two at once (or in one second) must not share a name."""
+    demos = [subprocess.Popen(["bash", "scripts/demo.sh"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHON": sys.executable})
+             for _ in range(2)]
+    outputs = [demo.communicate(timeout=300) for demo in demos]
+    assert all(demo.returncode == 0 for demo in demos), outputs
+    names = [re.search(r"== writing (s3://\S+)", out).group(1) for out, _ in outputs]
+    assert names[0] != names[1], names
+    for out, _ in outputs:
+        assert "3 products, total 3.75" in out and "\nok\n" in out, out
