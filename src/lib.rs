@@ -26,6 +26,7 @@ pub mod error;
 pub mod ffi;
 pub mod legacy;
 pub mod logging;
+pub mod progress;
 pub mod runtime;
 pub mod sql;
 pub mod storage;

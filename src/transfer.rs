@@ -18,6 +18,7 @@ use crate::cache::BlockKey;
 use crate::config::Layout;
 use crate::error::{Error, Result};
 use crate::legacy::{self, FileImage, NewFile};
+use crate::progress::{Progress, Unit};
 use crate::runtime;
 use crate::storage::block::{self, checksum};
 use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
@@ -397,7 +398,27 @@ impl Source<'_> {
 /// Writes `source` to `out` as a plain SQLite file, fetching the next blocks while the
 /// current ones are written. Returns the bytes written.
 pub fn serialize(source: &Source, out: &mut dyn Write) -> Result<u64> {
-    source.stream(|_, next| write_blocks(next, out))
+    let label = format!("serialize {}", source.database().location.url());
+    source.stream(|size, next| {
+        let mut progress = Progress::new(label, Unit::Bytes, Some(size))?;
+        let written = write_blocks(counted(next, &mut progress), out)?;
+        progress.finish();
+        Ok(written)
+    })
+}
+
+/// `next`, each block it returns advancing `progress`.
+fn counted<'a>(
+    next: &'a mut dyn FnMut() -> Result<Option<Bytes>>,
+    progress: &'a mut Progress,
+) -> impl FnMut() -> Result<Option<Bytes>> + 'a {
+    move || {
+        let block = next()?;
+        if let Some(block) = &block {
+            progress.advance(block.len() as u64);
+        }
+        Ok(block)
+    }
 }
 
 /// Copies `source` into `target` as one commit, streaming block by block: a plain SQLite
@@ -409,8 +430,10 @@ pub fn copy(source: &Source, target: &Database, overwrite: Overwrite) -> Result<
             "the source and the target are the same database, {name}"
         )));
     }
+    let label = format!("copy {name} to {}", target.location.url());
     source.stream(|size, next| {
-        let mut reader = BlockReader::new(next);
+        let mut progress = Progress::new(label, Unit::Bytes, Some(size))?;
+        let mut reader = BlockReader::new(counted(next, &mut progress));
         let mut header = Vec::with_capacity(HEADER_LEN);
         (&mut reader)
             .take(HEADER_LEN as u64)
@@ -418,7 +441,10 @@ pub fn copy(source: &Source, target: &Database, overwrite: Overwrite) -> Result<
             .map_err(|error| from_io(&error).unwrap_or_else(|| invalid(&name, error)))?;
         let image = check_image(&header, size, &name)?;
         let mut input = std::io::Cursor::new(header).chain(reader);
-        load(target, &mut input, image, overwrite, &name)
+        let copied = load(target, &mut input, image, overwrite, &name)?;
+        drop(input);
+        progress.finish();
+        Ok(copied)
     })
 }
 

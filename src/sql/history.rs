@@ -11,6 +11,7 @@ use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::Error as FunctionError;
 
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Unit};
 use crate::runtime;
 use crate::storage::gc::{self, Keep};
 use crate::storage::history::{self, format_time};
@@ -159,7 +160,23 @@ pub fn collect(
                 )));
             }
             let (backend, location) = (database.backend(), database.location.clone());
-            let report = runtime::block_on(gc::collect(backend, location, keep))?;
+            let progress = Arc::new(parking_lot::Mutex::new(Progress::new(
+                format!("gc {}", location.url()),
+                Unit::Objects,
+                None,
+            )?));
+            let reporting = progress.clone();
+            let report = runtime::block_on(gc::collect_reporting(
+                backend,
+                location,
+                keep,
+                move |done, total| {
+                    let mut progress = reporting.lock();
+                    progress.set_total(total);
+                    progress.advance_to(done);
+                },
+            ))?;
+            progress.lock().finish();
             serde_json::to_string(&report).map_err(|error| Error::Runtime(error.to_string()))
         };
         let text = run().map_err(failed)?;

@@ -18,6 +18,7 @@ use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFl
 use super::{guarded_work, resolve, resolve_current, Past};
 use crate::config::Layout;
 use crate::error::{Error, Operation, Result};
+use crate::progress::{Progress, Unit};
 use crate::storage::Snapshot;
 use crate::transfer::{self, Overwrite, Source, HEADER_LEN};
 use crate::vfs::Database;
@@ -186,7 +187,7 @@ fn deserialize(
                 };
                 let image = transfer::check_image(bytes, bytes.len() as u64, "the BLOB")?;
                 let database = resolve_current(db, target)?;
-                transfer::load(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
+                load_showing_progress(&database, &mut &bytes[..], image, overwrite, "the BLOB")?
             }
             ValueType::Text => {
                 let path = Path::new(text_argument(values, 1, "the input file path")?);
@@ -207,7 +208,7 @@ fn deserialize(
                     1 << 20,
                     std::io::Cursor::new(header).chain(file),
                 );
-                transfer::load(&database, &mut input, image, overwrite, &name)?
+                load_showing_progress(&database, &mut input, image, overwrite, &name)?
             }
             _ => {
                 return Err(Error::Invalid(
@@ -253,4 +254,25 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
         define_scalar_function(db, "s3vfs_copy", arity, copy, FunctionFlags::UTF8)?;
     }
     Ok(())
+}
+
+/// [`transfer::load`] with its progress on stderr (see [`crate::progress`]).
+fn load_showing_progress(
+    database: &Database,
+    input: &mut dyn Read,
+    image: transfer::Image,
+    overwrite: transfer::Overwrite,
+    name: &str,
+) -> Result<u64> {
+    let label = format!("deserialize {} into {}", name, database.location.url());
+    let mut progress = Progress::new(label, Unit::Bytes, Some(image.size))?;
+    let loaded = transfer::load(
+        database,
+        &mut progress.reading(input),
+        image,
+        overwrite,
+        name,
+    )?;
+    progress.finish();
+    Ok(loaded)
 }

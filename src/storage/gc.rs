@@ -185,6 +185,17 @@ pub async fn collect(
     location: Location,
     keep: Keep,
 ) -> Result<GcReport> {
+    collect_reporting(backend, location, keep, |_, _| {}).await
+}
+
+/// As [`collect`], telling `deleted` how many objects of how many it has deleted after each
+/// batch.
+pub async fn collect_reporting(
+    backend: Arc<dyn Backend>,
+    location: Location,
+    keep: Keep,
+    mut deleted: impl FnMut(u64, u64) + Send,
+) -> Result<GcReport> {
     let now = store_now(&backend, &location).await?;
     let (checkpoint_prefix, block_prefix) = (
         format!("{}/checkpoints/", location.prefix),
@@ -372,8 +383,11 @@ pub async fn collect(
 
     // Records first: a crash midway leaves unreferenced blocks for the next run, never a
     // listed version whose blocks are gone.
+    let mut done = 0;
     for batch in doomed.chunks(DELETE_BATCH) {
         backend.delete(batch).await?;
+        done += batch.len() as u64;
+        deleted(done, doomed.len() as u64);
     }
 
     let oldest_retained_version = retained_records.iter().map(|record| record.version.0).min();

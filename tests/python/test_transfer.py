@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import subprocess
 
 import apsw
 import pytest
@@ -214,3 +216,38 @@ def test_memory_stays_bounded_whatever_the_size(tmp_path):
     growth = saved["hwm_after_kib"] - saved["hwm_before_kib"]
     assert growth < limit_kib, f"serializing {size} bytes grew the peak RSS by {growth} KiB"
     assert out.read_bytes() == big.read_bytes()
+
+
+def test_progress_on_stderr_when_asked_and_only_then(tmp_path):
+    """S3VFS_PROGRESS=1 shows each transfer's bytes done of the total and the rate on stderr
+    (a terminal shows it unasked); a pipe without it shows nothing; a bad value is refused."""
+    source = tmp_path / "source.db"
+    build_random_database(source, 4096, seed=5)
+    name = unique_name("progress")
+    copy_name = unique_name("progress-copy")
+    bucket = os.environ["S3VFS_BUCKET"]
+    lib = os.path.splitext(os.environ["S3VFS_LIB"])[0]
+    script = "\n".join([
+        f".load {lib}",
+        f"SELECT s3vfs_deserialize('file:{name}?bucket={bucket}', '{source}', 'replace');",
+        f"SELECT s3vfs_serialize('file:{name}?bucket={bucket}', '{tmp_path / 'out.db'}', 'replace');",
+        f"SELECT s3vfs_copy('file:{name}?bucket={bucket}', 'file:{copy_name}?bucket={bucket}', 'replace');",
+        f"SELECT json_extract(s3vfs_gc('file:{name}?bucket={bucket}', 1), '$.retained_versions');",
+    ]) + "\n"
+
+    def cli(**env):
+        return subprocess.run([os.environ.get("SQLITE3", "sqlite3"), ":memory:"], input=script, text=True,
+                              capture_output=True, timeout=120, env={**os.environ, **env})
+
+    shown = cli(S3VFS_PROGRESS="1")
+    assert shown.returncode == 0, shown.stderr
+    size_mb = f"{source.stat().st_size / 1e6:.1f}"
+    for label in (f"deserialize {source} into s3://{bucket}/{name}", f"serialize s3://{bucket}/{name}",
+                  f"copy s3://{bucket}/{name} to s3://{bucket}/{copy_name}"):
+        line = re.search(re.escape(f"s3vfs: {label}: ") + r"([\d.]+) of ([\d.]+) MB, [\d.]+ MB/s done", shown.stderr)
+        assert line and line.group(1) == line.group(2) == size_mb, (label, shown.stderr)
+    assert re.search(r"s3vfs: gc s3://\S+: \d+ objects, \d+/s done", shown.stderr), shown.stderr
+    quiet = cli(S3VFS_PROGRESS="")
+    assert quiet.returncode == 0 and "MB/s" not in quiet.stderr and "done" not in quiet.stderr, quiet.stderr
+    refused = cli(S3VFS_PROGRESS="yes")
+    assert "S3VFS_PROGRESS=\"yes\" is not a setting" in refused.stdout + refused.stderr, refused
