@@ -89,6 +89,7 @@ def cmd_conflict(name, barrier_dir, me, parties, journal_mode="delete", synchron
             error=type(error).__name__,
             extended=extended_code(error),
             message=str(error),
+            last_error=conn.execute("SELECT s3vfs_last_error()").fetchone()[0],
             in_transaction_after=conn.in_transaction,
         )
         if conn.in_transaction:

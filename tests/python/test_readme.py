@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from s3vfs_util import REPO
+from s3vfs_util import REPO, finish_worker, start_worker, unique_name
+from test_s3vfs import make_counter
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 SYSTEM_PYTHON = os.environ.get("SYSTEM_PYTHON", "/usr/bin/python3")
@@ -76,3 +77,53 @@ def test_two_demos_at_once_write_two_databases():
     assert names[0] != names[1], names
     for out, _ in outputs:
         assert "3 products, total 3.75" in out and "\nok\n" in out, out
+
+
+def troubleshooting_messages():
+    """The quoted messages of README's Troubleshooting table, by the first words of their row."""
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    return {row.split("`")[1].split("…")[0].strip(): row for row in rows}
+
+
+def cli_error(uri, sql="SELECT 1;", **env):
+    done = subprocess.run(
+        [os.environ.get("SQLITE3", "sqlite3"), ":memory:", f".load {LIB_STEM}", f".open '{uri}'", sql],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+    )
+    return done.stdout + done.stderr
+
+
+LIB_STEM = os.path.splitext(os.environ.get("S3VFS_LIB", "target/debug/libs3vfs.so"))[0]
+
+
+def test_troubleshooting_messages_are_what_s3vfs_prints(tmp_path):
+    messages = troubleshooting_messages()
+    assert len(messages) >= 7, messages
+    assert "Error" not in cli_error("file:trouble-bs.db?vfs=s3vfs&block_size=8192", "CREATE TABLE IF NOT EXISTS t(x);")
+    found = {
+        "bucket '": cli_error("file:trouble.db?vfs=s3vfs&bucket=no-such-bucket-for-readme"),
+        "failed with HTTP 403": cli_error("file:trouble.db?vfs=s3vfs", AWS_SECRET_ACCESS_KEY="not-the-key"),
+        "cannot reach http://": cli_error("file:trouble.db?vfs=s3vfs&endpoint=http://127.0.0.1:1"),
+        "unknown URI parameter \"": cli_error("file:trouble.db?vfs=s3vfs&blok_size=4096"),
+        "block_size=": cli_error("file:trouble-bs.db?vfs=s3vfs&block_size=4096"),
+    }
+    for start, output in found.items():
+        assert start in messages, (start, list(messages))
+        quoted = [part.split("…")[0] for part in messages[start].split("|")[1].split("`")[1::2]]
+        for fragment in quoted:
+            if fragment.strip():
+                assert fragment.strip() in output, (fragment, output)
+    # The commit race: two processes write on one version; the loser's message is the row's.
+    race = messages["another writer committed version N first; this transaction was rolled back, retry it"]
+    name = unique_name("trouble-race")
+    make_counter(name, 1).close()
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    racers = [start_worker("conflict", name, barrier, me, 2) for me in range(2)]
+    loser = [result for result in (finish_worker(racer, timeout=60) for racer in racers) if not result["committed"]]
+    assert len(loser) == 1, loser
+    assert "SQLITE_BUSY_SNAPSHOT" in race and loser[0]["extended"] == 517, loser
+    assert loser[0]["last_error"].endswith(race.split("`")[1].split("version N")[1]), loser
+    assert "another writer committed version" in loser[0]["last_error"], loser
