@@ -56,6 +56,7 @@ def stats_delta(before, after):
         "bytes_down": after["bytes_down"] - before["bytes_down"],
         "errors": after["errors"] - before["errors"],
         "failed": after["failed"] - before["failed"],
+        "block_gets": after["block_gets"] - before["block_gets"],
     }
 
 
@@ -103,8 +104,10 @@ class S3vfs(System):
 
     def uri(self, name, vfs=True):
         params = {"bucket": self.spec["bucket"], "endpoint": self.spec["proxy"]}
-        # BENCH_S3VFS_PARAMS (e.g. "block_size=16k") adds URI parameters, to compare settings.
+        # BENCH_S3VFS_PARAMS (e.g. "block_size=16k") adds URI parameters, to compare settings;
+        # a workload's own (its block size, prefetch, disk cache) come last.
         params.update(urllib.parse.parse_qsl(os.environ.get("BENCH_S3VFS_PARAMS", "")))
+        params.update(self.spec.get("params", {}))
         if vfs:
             params = {"vfs": "s3vfs", **params}
         return f"file:{name}?{urllib.parse.urlencode(params)}"
@@ -163,6 +166,7 @@ class SqliteS3vfsPackage(System):
 
 
 SYSTEMS = {"local": Local, "s3vfs": S3vfs, "sqlite-s3vfs": SqliteS3vfsPackage}
+S3VFS_ONLY = ("lookup_disk",)
 
 
 def create_table(conn):
@@ -177,6 +181,28 @@ def insert_rows(conn, seed, count):
 
 def lookup_keys(spec):
     return random.Random(7).sample(range(1, spec["big_rows"] + 1), spec["lookups"])
+
+
+def large_keys(spec):
+    return random.Random(11).sample(range(1, spec["large_rows"] + 1), spec["large_lookups"])
+
+
+def large_lookups(conn, keys):
+    for key in keys:
+        found = conn.execute("SELECT length(v) FROM t WHERE id = ?", (key,)).fetchall()
+        if found != [(1000,)]:
+            raise AssertionError(f"row {key}: {found}")
+
+
+def warm_disk_cache(spec):
+    """Runs the lookups of `spec` in another process with its cache_dir, which leaves the
+    directory holding their blocks."""
+    import subprocess
+
+    warm = subprocess.run([sys.executable, __file__, json.dumps({**spec, "workload": "lookup_cold"})],
+                          capture_output=True, text=True)
+    if warm.returncode != 0:
+        raise RuntimeError(f"warming the disk cache failed: {warm.stderr[-2000:]}")
 
 
 def lookups(conn, keys):
@@ -236,6 +262,10 @@ def run(spec):
             return {"unavailable": f"{', '.join(missing)} not in the loaded library"}
     check = {}
     conn = None
+    if workload in S3VFS_ONLY and not isinstance(system, S3vfs):
+        return {"unavailable": "an s3vfs feature"}
+    if workload.startswith("large_") and not isinstance(system, (S3vfs, Local)):
+        return {"unavailable": "deserializing 1 GB takes this system over half an hour"}
 
     # Setup (untimed).
     if workload == "txns":
@@ -250,6 +280,10 @@ def run(spec):
         conn = system.connect(spec["db"])
         keys = lookup_keys(spec)
         lookups(conn, keys)
+    if workload == "lookup_disk":
+        warm_disk_cache(spec)
+    if workload.startswith("large_") and not spec.get("large_ready"):
+        system.deserialize(spec["db"], spec["large_source"])
     if workload == "serialize":
         target_path = spec["serialize_out"]
         if os.path.exists(target_path):
@@ -276,6 +310,12 @@ def run(spec):
         lookups(conn, lookup_keys(spec))
     elif workload == "lookup_warm":
         lookups(conn, keys)
+    elif workload == "lookup_disk":
+        conn = system.connect(spec["db"])
+        lookups(conn, lookup_keys(spec))
+    elif workload.startswith("large_"):
+        conn = system.connect(spec["db"])
+        large_lookups(conn, large_keys(spec))
     elif workload == "lookup_threads":
         lookups_in_threads(system, spec["db"], lookup_keys(spec), spec["threads"])
     elif workload == "lookup_connect":

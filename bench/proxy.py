@@ -55,6 +55,7 @@ class Stats:
         self.flipped = 0  # object GET bodies delivered with one byte changed (flip_percent)
         self.cut = 0  # GET and LIST bodies delivered cut in half (cut_percent)
         self.failed = 0  # requests the proxy could not complete (upstream closed, bad framing)
+        self.block_gets = 0  # GETs of s3vfs block objects (keys with a /blocks/ segment)
 
     def as_json(self, config):
         return {
@@ -66,6 +67,7 @@ class Stats:
             "failed": self.failed,
             "flipped": self.flipped,
             "cut": self.cut,
+            "block_gets": self.block_gets,
             **config,
         }
 
@@ -280,6 +282,8 @@ class Proxy:
                     response_head = set_content_length(response_head, len(response_body))
                     self.stats.cut += 1
                 self.stats.requests[kind] += 1
+                if kind == "get" and "/blocks/" in target:
+                    self.stats.block_gets += 1
                 self.stats.bytes_up += payload
                 self.stats.bytes_down += down
                 if status >= 400:

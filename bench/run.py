@@ -13,7 +13,10 @@ cell's and a cold cache is a new process. The wall time covers the workload only
 connection included (warm lookups excepted: they run after the same lookups in the same
 connection); setup such as creating the table for the single-insert transactions is untimed.
 Lookups, scan and CREATE INDEX use the table the large insert made, serialize the database
-deserialize made. One table per latency setting is printed and written to --out.
+deserialize made. The large lookups use a bigger table of the same kind (1 GB in full mode),
+deserialized untimed by the first cell that needs it, with the default block size and with
+16 KiB blocks (B-tree prefetch on and off). One table per latency setting is printed and
+written to --out.
 
 Exit status: 1 if a cell failed (a query error, a wrong result, a crash), else 0. A cell that
 runs past --cell-timeout is reported as such and is not a failure; nor is any time.
@@ -52,6 +55,10 @@ WORKLOADS = (
     "deserialize",
     "serialize",
     "txns_large",
+    "lookup_disk",
+    "large_lookup",
+    "large_lookup_16k",
+    "large_lookup_16k_off",
 )
 NEEDS = {  # a workload runs only if the one that made its database succeeded
     "lookup_cold": "insert_big",
@@ -62,6 +69,7 @@ NEEDS = {  # a workload runs only if the one that made its database succeeded
     "index": "insert_big",
     "serialize": "deserialize",
     "txns_large": "deserialize",
+    "lookup_disk": "insert_big",
 }
 DATABASE = {
     "insert_small": "small.db",
@@ -76,14 +84,23 @@ DATABASE = {
     "deserialize": "image.db",
     "serialize": "image.db",
     "txns_large": "image.db",
+    "lookup_disk": "big.db",
+    "large_lookup": "large.db",
+    "large_lookup_16k": "large16k.db",
+    "large_lookup_16k_off": "large16k.db",
+}
+# URI parameters of s3vfs for a workload (cache_dir is added where the bench knows its path).
+PARAMS = {
+    "large_lookup_16k": {"block_size": "16k"},
+    "large_lookup_16k_off": {"block_size": "16k", "prefetch_size": "0"},
 }
 SIZES = {
     "full": {"small_rows": 10_000, "big_rows": 100_000, "txns": 200, "lookups": 1000, "image_mb": 100,
-             "threads": 8, "connects": 200},
+             "threads": 8, "connects": 200, "large_mb": 1000, "large_lookups": 200},
     # Sized so that the slowest system (sqlite-s3vfs, several sequential requests per
     # statement) keeps the whole run near a minute and a half at 20 ms.
     "quick": {"small_rows": 1000, "big_rows": 3000, "txns": 10, "lookups": 50, "image_mb": 1,
-              "threads": 4, "connects": 10},
+              "threads": 4, "connects": 10, "large_mb": 8, "large_lookups": 20},
 }
 KIND_COLUMNS = (
     ("get", "GET"),
@@ -114,6 +131,11 @@ def workload_label(workload, sizes):
         "deserialize": f"deserialize {sizes['image_mb']} MB",
         "serialize": f"serialize {sizes['image_mb']} MB",
         "txns_large": f"{sizes['txns']} txns of 1 insert, {sizes['image_mb']} MB database",
+        "lookup_disk": f"{sizes['lookups']:,} lookups, new process, warm cache_dir",
+        "large_lookup": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB database",
+        "large_lookup_16k": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB, 16 KiB blocks",
+        "large_lookup_16k_off": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB, "
+                                "16 KiB blocks, prefetch off",
     }[workload]
 
 
@@ -289,6 +311,10 @@ def operations(workload, sizes):
         "lookup_warm": sizes["lookups"],
         "lookup_threads": sizes["lookups"],
         "lookup_connect": sizes["connects"],
+        "lookup_disk": sizes["lookups"],
+        "large_lookup": sizes["large_lookups"],
+        "large_lookup_16k": sizes["large_lookups"],
+        "large_lookup_16k_off": sizes["large_lookups"],
     }.get(workload, 1)
 
 
@@ -310,7 +336,7 @@ def cell_text(result):
 def table(setting, sizes, results, timeout):
     latency, jitter = setting
     header = ["workload", "system", "wall", "× s3vfs"] + [label for _, label in KIND_COLUMNS]
-    header += ["requests", "up", "down", "$ / 1k ops", "peak RSS"]
+    header += ["requests", "block GETs", "up", "down", "$ / 1k ops", "peak RSS"]
     lines = [
         f"### {latency:g} ms ± {jitter:g} per request" if jitter else f"### {latency:g} ms per request",
         "",
@@ -330,7 +356,7 @@ def table(setting, sizes, results, timeout):
                     text = f"> {seconds(timeout)} (timeout)"
                     if result.get("requests") is not None:
                         cells += [text, "–"] + [""] * len(KIND_COLUMNS)
-                        cells += [f"> {result['requests']:,} by then", "", "", "", ""]
+                        cells += [f"> {result['requests']:,} by then", "", "", "", "", ""]
                         lines.append("| " + " | ".join(cells) + " |")
                         continue
                 cells += [text] + [""] * (len(header) - 3)
@@ -343,10 +369,12 @@ def table(setting, sizes, results, timeout):
                 cells.append("–")
             proxy = result.get("proxy")
             if proxy is None:
-                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–", "–"]
+                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–", "–", "–"]
             else:
                 cells += [str(proxy["requests"][kind]) for kind, _ in KIND_COLUMNS]
-                cells += [str(sum(proxy["requests"].values())), size(proxy["bytes_up"]), size(proxy["bytes_down"])]
+                blocks = str(proxy["block_gets"]) if system == "s3vfs" else "–"
+                cells += [str(sum(proxy["requests"].values())), blocks, size(proxy["bytes_up"]),
+                          size(proxy["bytes_down"])]
                 cells.append(cost_per_1000(result, workload, sizes))
             cells.append(size(result["max_rss_kib"] * 1024))
             lines.append("| " + " | ".join(cells) + " |")
@@ -414,6 +442,7 @@ def main():
     run_id = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="s3vfs-bench-"))
     image = work / "image-source.db"
+    large_image = work / "large-source.db"
     began = time.monotonic()
     failures = []
     all_results = {}
@@ -422,6 +451,8 @@ def main():
     try:
         if "deserialize" in workloads or "serialize" in workloads:
             make_image(image, sizes["image_mb"])
+        if any(workload.startswith("large_") for workload in workloads):
+            make_image(large_image, sizes["large_mb"])
         proxy = Proxy(upstream, args.proxy_port)
         print(f"bench: {mode} mode, proxy {proxy.url} -> {upstream}, work dir {work}", file=sys.stderr)
         for setting in settings:
@@ -459,7 +490,17 @@ def main():
                             "seed": 1,
                             "serialize_source": str(image),
                             "serialize_out": str(work / "serialized.db"),
+                            "large_source": str(large_image),
+                            "large_rows": sizes["large_mb"] * 1_000_000 // 1040,
+                            "large_lookups": sizes["large_lookups"],
+                            "large_ready": any(
+                                DATABASE[done] == DATABASE[workload] and result.get("status") == "ok"
+                                for (done_system, done), result in results.items() if done_system == system
+                            ),
+                            "params": dict(PARAMS.get(workload, {})),
                         }
+                        if workload == "lookup_disk":
+                            spec["params"]["cache_dir"] = str(work / f"{bucket}-disk-cache")
                         result = run_cell(spec, timeout)
                         results[(system, workload)] = result
                         shown = cell_text(result) or seconds(result["wall"])
@@ -514,6 +555,12 @@ def main():
         "per 1,000 PUT, COPY, POST or LIST; $0.0004 per 1,000 GET or HEAD; DELETE free; transfer "
         "within a region free), per 1,000 operations: a transaction of the txns workload, a lookup "
         "of the lookup workloads, and the whole workload otherwise.",
+        "- Block GETs: the GETs of s3vfs's block objects among its requests (the rest are commit "
+        "records, checkpoints and the head hint). New process, warm cache_dir: the lookups of the "
+        "cold workload, after another process ran them with the same `cache_dir`. The large "
+        "database is the (de)serialize table at the size shown (rows of 1,000 random bytes, a "
+        "three-level B-tree), deserialized untimed by the first cell that needs it; sqlite-s3vfs "
+        "is left out of it (deserializing 1 GB takes it over half an hour).",
         "",
         "## Headline: wall time (requests)",
         "",
