@@ -7,6 +7,10 @@
 #   make stop   stop the local S3 server
 #   make test-bindings   a write-then-reopen round trip from each binding the README shows
 #   make lint   rustfmt and clippy
+#   make wheel / make npm-package / make dist   packages of the release build under dist/: the
+#               Python wheel, the npm package, and an archive of the library with README and
+#               licences (tests/python/test_packages.py builds and installs them from the debug
+#               build)
 #   make bench        release build; s3vfs, sqlite-s3vfs and a local file behind a latency proxy
 #                     (bench/run.py); writes bench/RESULTS.md. QUICK=1 (or make bench-quick):
 #                     small sizes, bench/RESULTS-quick.md. BENCH_ARGS: more options of run.py.
@@ -30,7 +34,7 @@ NODE_MODULES := tests/node/node_modules/.package-lock.json
 NODE_PREFIX = $(shell node -p 'require("path").resolve(process.execPath, "../..")')
 NODE_HEADERS = $(if $(npm_config_nodedir),,$(if $(wildcard $(NODE_PREFIX)/include/node/node_version.h),npm_config_nodedir=$(NODE_PREFIX)))
 
-.PHONY: all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps system-deps lint bench bench-quick bench-smoke bench-deps clean
+.PHONY: wheel npm-package dist all build build-release demo server stop test test-rust test-sql test-python test-bindings node-deps system-deps lint bench bench-quick bench-smoke bench-deps clean
 
 all: build
 
@@ -55,6 +59,15 @@ stop:
 
 demo: build server
 	$(WITH_SERVER) bash scripts/demo.sh
+
+wheel: build-release
+	python3 scripts/build-wheel.py $(RELEASE_LIB) dist
+
+npm-package: build-release
+	bash scripts/build-npm.sh $(RELEASE_LIB) dist
+
+dist: build-release
+	bash scripts/dist.sh $(RELEASE_LIB) dist
 
 lint:
 	cargo fmt --check
