@@ -8,10 +8,10 @@
 //! scans), and a level whose blocks would pass the byte bound is left alone: fetching part of
 //! a level that random lookups spread over wastes most of what it fetches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
 
-/// Interior pages whose children are remembered at most; past it the tracker starts over.
-const MAX_TRACKED: usize = 4096;
+/// Interior pages remembered at most (each with its children): the most recently read.
+const MAX_TRACKED: usize = 64;
 
 /// What prefetch did in one database, for `s3vfs_stats()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -24,15 +24,21 @@ pub struct PrefetchStats {
     pub over_bound: u64,
 }
 
+/// An interior page read lately.
+struct Parent {
+    page: u32,
+    /// Its children, sorted.
+    children: Vec<u32>,
+    /// The first of its children read that is an interior page.
+    first_child: Option<u32>,
+    /// Whether its level was fetched or judged too large.
+    decided: bool,
+}
+
 /// The interior pages read lately in one database, shared by its connections.
 #[derive(Default)]
 pub struct Tracker {
-    children: HashMap<u32, Vec<u32>>,
-    parent_of: HashMap<u32, u32>,
-    /// Parents one interior child of which was read, the child named.
-    first_child: HashMap<u32, u32>,
-    /// Parents whose level was fetched or judged too large.
-    decided: HashSet<u32>,
+    recent: VecDeque<Parent>,
     pub stats: PrefetchStats,
 }
 
@@ -40,32 +46,41 @@ impl Tracker {
     /// Notes that page `number` (1-based) with content `page` was read; returns the pages of
     /// the level to fetch now, if this read calls for it.
     pub fn observe(&mut self, number: u32, page: &[u8], page_count: u32) -> Option<Vec<u32>> {
-        let children = interior_children(number, page, page_count)?;
+        let mut children = interior_children(number, page, page_count)?;
         let mut level = None;
-        if let Some(parent) = self.parent_of.get(&number).copied() {
-            if !self.decided.contains(&parent) {
-                match self.first_child.get(&parent) {
-                    Some(first) if *first != number => {
-                        self.decided.insert(parent);
-                        level = self.children.get(&parent).cloned();
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.first_child.insert(parent, number);
-                    }
+        if let Some(parent) = self
+            .recent
+            .iter_mut()
+            .rev()
+            .find(|parent| parent.children.binary_search(&number).is_ok())
+        {
+            match parent.first_child {
+                _ if parent.decided => {}
+                Some(first) if first != number => {
+                    parent.decided = true;
+                    level = Some(parent.children.clone());
                 }
+                Some(_) => {}
+                None => parent.first_child = Some(number),
             }
         }
-        if self.children.len() >= MAX_TRACKED {
-            *self = Tracker {
-                stats: self.stats,
-                ..Tracker::default()
-            };
+        children.sort_unstable();
+        children.dedup();
+        let known = self.recent.iter().position(|parent| parent.page == number);
+        // A page read again keeps what was learnt of it, unless its children changed.
+        let entry = match known.and_then(|at| self.recent.remove(at)) {
+            Some(entry) if entry.children == children => entry,
+            _ => Parent {
+                page: number,
+                children,
+                first_child: None,
+                decided: false,
+            },
+        };
+        if self.recent.len() >= MAX_TRACKED {
+            self.recent.pop_front();
         }
-        for child in &children {
-            self.parent_of.insert(*child, number);
-        }
-        self.children.insert(number, children);
+        self.recent.push_back(entry);
         level
     }
 }
@@ -172,5 +187,15 @@ mod tests {
         leaf[0] = 0x0d;
         assert_eq!(tracker.observe(10, &leaf, 100), None);
         assert_eq!(tracker.observe(11, &leaf, 100), None);
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_pages() {
+        let mut tracker = Tracker::default();
+        for number in 2..2 + 3 * MAX_TRACKED as u32 {
+            let page = interior(number, &[1000 + number, 2000 + number], 512);
+            tracker.observe(number, &page, 10_000);
+        }
+        assert_eq!(tracker.recent.len(), MAX_TRACKED);
     }
 }
