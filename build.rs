@@ -1,5 +1,7 @@
 //! Build facts for `s3vfs_debug()`: the git commit (when built from a checkout), the build
-//! date (SOURCE_DATE_EPOCH when set, for reproducible builds) and the target.
+//! date (SOURCE_DATE_EPOCH when set, for reproducible builds) and the target. Also takes the
+//! README's Rust example out of README.md into `OUT_DIR/readme_example.rs`, which
+//! tests/rusqlite_round_trip.rs compiles and runs as it is.
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +40,23 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    readme_example();
+}
+
+/// The README's ```rust block, written to `OUT_DIR/readme_example.rs` with its `main` made
+/// public, so that the test can call it (empty if README has none, which fails the test's
+/// build).
+fn readme_example() {
+    println!("cargo:rerun-if-changed=README.md");
+    let readme = std::fs::read_to_string("README.md").unwrap_or_default();
+    let example = readme
+        .split("\n```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .unwrap_or_default();
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    let example = example.replacen("\nfn main()", "\npub fn main()", 1);
+    let _ = std::fs::write(out.join("readme_example.rs"), format!("{example}\n"));
 }
 
 /// The civil date (YYYY-MM-DD) of `days` since 1970-01-01, proleptic Gregorian.

@@ -1,6 +1,7 @@
 //! The README's rusqlite example as a test, against the local S3 test server: this process
 //! writes a database through rusqlite, a new process (this binary run again with
-//! `S3VFS_RUSQLITE_READ=URI`) reads it back and prints what it found as JSON.
+//! `S3VFS_RUSQLITE_READ=URI`) reads it back and prints what it found as JSON. The README's
+//! example itself (taken out of README.md by build.rs) is compiled in and run too.
 //!
 //! `harness = false`: `main` is the test; it panics (exit status 101) on any mismatch. Run it
 //! with `cargo test --test rusqlite_round_trip` and the server's environment set
@@ -13,6 +14,11 @@ use rusqlite::{Connection, LoadExtensionGuard};
 use serde_json::{json, Value};
 
 const READ_VARIABLE: &str = "S3VFS_RUSQLITE_READ";
+
+/// README.md's Rust example, as it is there.
+mod readme_example {
+    include!(concat!(env!("OUT_DIR"), "/readme_example.rs"));
+}
 
 fn library() -> PathBuf {
     match std::env::var("S3VFS_LIB") {
@@ -98,5 +104,8 @@ fn main() {
         return;
     }
     write_then_read_in_a_new_process();
-    println!("rusqlite: 1 passed, 0 failed");
+    // The README's example runs from the repository's root, against its bucket s3vfs-test.
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("the repository's root");
+    readme_example::main().expect("README's Rust example runs");
+    println!("rusqlite: 2 passed, 0 failed");
 }

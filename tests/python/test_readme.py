@@ -1,7 +1,8 @@
 """The README's examples, taken from README.md itself (not copied) and run against the local
 S3 server, so that a snippet that stops working fails the tests: the sqlite3 CLI sessions,
 Python with apsw and with the standard sqlite3 module, Node's better-sqlite3 and Go's
-go-sqlite3. (The Rust example is tests/rusqlite_round_trip.rs.)"""
+go-sqlite3. (build.rs takes the Rust example out of README.md; tests/rusqlite_round_trip.rs
+compiles and runs it.)"""
 import os
 import re
 import shutil
