@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::retry::{RetryConfig, RetryMode};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -35,6 +35,17 @@ pub struct S3Backend {
     max_attempts: Option<u32>,
 }
 
+/// The SDK's retry setting: one attempt per call, as retries are s3vfs's own layer (every
+/// attempt counted and bounded). With `AWS_RETRY_MODE=adaptive` (or a profile's
+/// `retry_mode = adaptive`) the SDK's client-side rate limiter still paces those attempts,
+/// process-wide, and slows them after throttling answers.
+fn sdk_retry(configured: Option<&RetryConfig>) -> RetryConfig {
+    match configured.map(RetryConfig::mode) {
+        Some(RetryMode::Adaptive) => RetryConfig::adaptive().with_max_attempts(1),
+        _ => RetryConfig::disabled(),
+    }
+}
+
 impl S3Backend {
     /// Builds a client. Must run inside the s3vfs runtime (aws-config may do I/O).
     pub async fn connect(endpoint: &Endpoint, bucket: &str) -> S3Backend {
@@ -63,8 +74,7 @@ impl S3Backend {
             .unwrap_or(endpoint.url.is_some() || shared.endpoint_url().is_some());
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)
-            // Retries are s3vfs's own layer, so that every attempt is counted and bounded.
-            .retry_config(RetryConfig::disabled())
+            .retry_config(sdk_retry(shared.retry_config()))
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -403,6 +413,18 @@ impl Backend for S3Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sdk_makes_one_attempt_and_paces_them_only_in_adaptive_mode() {
+        let adaptive = sdk_retry(Some(&RetryConfig::adaptive()));
+        assert_eq!(adaptive.mode(), RetryMode::Adaptive);
+        assert_eq!(adaptive.max_attempts(), 1);
+        for configured in [None, Some(RetryConfig::standard().with_max_attempts(5))] {
+            let standard = sdk_retry(configured.as_ref());
+            assert_eq!(standard.mode(), RetryMode::Standard);
+            assert_eq!(standard.max_attempts(), 1);
+        }
+    }
 
     #[test]
     fn classification_tells_what_to_do() {

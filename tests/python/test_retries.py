@@ -2,6 +2,7 @@
 bounds the attempts of every request (counted by a proxy that answers 503 to everything), an
 endpoint from a profile gets path-style addressing, and a server that ignores If-None-Match
 is refused before the first commit unless single_writer=1."""
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +22,8 @@ except apsw.Error:
 """
 
 
-def open_in_a_process(proxy, attempts):
-    env = {**os.environ, "AWS_MAX_ATTEMPTS": str(attempts), "S3VFS_LOG": "off"}
+def open_in_a_process(proxy, attempts, **extra):
+    env = {**os.environ, "AWS_MAX_ATTEMPTS": str(attempts), "S3VFS_LOG": "off", **extra}
     uri = f"file:{unique_name('retries')}?vfs=s3vfs&endpoint={proxy}"
     done = subprocess.run([sys.executable, "-c", OPEN_ONCE, LIB, uri], env=env, capture_output=True,
                           text=True, timeout=60)
@@ -40,6 +41,45 @@ def test_aws_max_attempts_bounds_every_request(proxy):
         assert stats["total"] == attempts, stats
     proxy_call(proxy, "/__config?fail_percent=0", "POST")
     assert open_in_a_process(proxy, 1) == "opened"
+
+
+WRITE_AND_COUNT = """
+import apsw, json, sys
+loader = apsw.Connection(":memory:")
+loader.enable_load_extension(True)
+loader.load_extension(sys.argv[1])
+db = apsw.Connection(sys.argv[2], flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI)
+db.execute("CREATE TABLE t(x)")
+for n in range(20):
+    db.execute("INSERT INTO t VALUES (?)", (n,))
+rows = db.execute("SELECT count(*), sum(x) FROM t").fetchall()[0]
+print(json.dumps({"rows": rows, "requests": json.loads(loader.execute("SELECT s3vfs_stats()").fetchall()[0][0])["process"]["requests"]}))
+"""
+
+
+def test_adaptive_retry_mode_paces_attempts_that_are_all_counted(proxy):
+    """AWS_RETRY_MODE=adaptive lets the SDK's rate limiter pace s3vfs's attempts, but the SDK
+    still makes one attempt per call: with a third of the requests refused (503 SlowDown)
+    the work completes, and s3vfs counts every request the server saw."""
+    # First: one attempt allowed, every request refused: exactly one request reaches the proxy.
+    proxy_call(proxy, "/__config?fail_percent=100", "POST")
+    proxy_call(proxy, "/__reset", "POST")
+    outcome = open_in_a_process(proxy, 1, AWS_RETRY_MODE="adaptive")
+    assert outcome.startswith("refused:") and "503" in outcome, outcome
+    assert proxy_call(proxy, "/__stats")["total"] == 1
+    proxy_call(proxy, "/__config?fail_percent=30", "POST")
+    proxy_call(proxy, "/__reset", "POST")
+    env = {**os.environ, "AWS_RETRY_MODE": "adaptive", "S3VFS_LOG": "off"}
+    uri = f"file:{unique_name('adaptive')}?vfs=s3vfs&endpoint={proxy}&single_writer=1"
+    done = subprocess.run([sys.executable, "-c", WRITE_AND_COUNT, LIB, uri], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    stats = proxy_call(proxy, "/__stats")
+    proxy_call(proxy, "/__config?fail_percent=0", "POST")
+    assert result["rows"] == [20, 190], result
+    assert stats["errors"] > 0, stats
+    assert result["requests"] == stats["total"], (result, stats)
 
 
 def test_an_endpoint_from_a_profile_gets_path_style_addressing(tmp_path):
