@@ -60,14 +60,20 @@ stop:
 demo: build server
 	$(WITH_SERVER) bash scripts/demo.sh
 
-wheel: build-release
-	python3 scripts/build-wheel.py $(RELEASE_LIB) dist
+# What the packages carry and where they go: the release build into dist/ by default
+# (tests/python/test_packages.py passes PACKAGE_BUILD=build PACKAGE_LIB=<the debug build>).
+PACKAGE_BUILD ?= build-release
+PACKAGE_LIB ?= $(RELEASE_LIB)
+DIST ?= dist
 
-npm-package: build-release
-	bash scripts/build-npm.sh $(RELEASE_LIB) dist
+wheel: $(PACKAGE_BUILD)
+	python3 scripts/build-wheel.py $(PACKAGE_LIB) $(DIST)
 
-dist: build-release
-	bash scripts/dist.sh $(RELEASE_LIB) dist
+npm-package: $(PACKAGE_BUILD)
+	bash scripts/build-npm.sh $(PACKAGE_LIB) $(DIST)
+
+dist: $(PACKAGE_BUILD)
+	bash scripts/dist.sh $(PACKAGE_LIB) $(DIST)
 
 lint:
 	cargo fmt --check

@@ -1,5 +1,5 @@
-"""The packages people install, built from the library under test (the debug build) and
-installed where a user would: the wheel into a fresh virtual environment, the npm package
+"""The packages people install, built by README's make targets from the library under test
+(the debug build) and installed where a user would: the wheel into a fresh virtual environment, the npm package
 into a fresh Node project, the `make dist` archive unpacked. Each then keeps a database in the
 local S3 server."""
 import os
@@ -19,6 +19,14 @@ def run(command, **kwargs):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
     assert done.returncode == 0, (command, done.stdout, done.stderr)
     return done.stdout
+
+
+def make(target, out_dir):
+    """`make TARGET` as README shows it, carrying the library under test into `out_dir`;
+    returns the path the packaging script printed last."""
+    output = run(["make", "-s", "-C", str(REPO), target, "PACKAGE_BUILD=build", f"PACKAGE_LIB={LIB}",
+                  f"DIST={out_dir}"])
+    return Path(output.strip().splitlines()[-1])
 
 
 ROUND_TRIP = """
@@ -45,7 +53,7 @@ print(s3vfs.loadable_path())
 
 
 def test_the_wheel_installs_and_loads_into_sqlite3_and_apsw(tmp_path):
-    wheel = Path(run([sys.executable, str(REPO / "scripts/build-wheel.py"), str(LIB), str(tmp_path / "dist")]).strip())
+    wheel = make("wheel", tmp_path / "dist")
     assert wheel.name.startswith("s3vfs-") and wheel.suffix == ".whl", wheel
     venv = tmp_path / "venv"
     run([SYSTEM_PYTHON, "-m", "venv", str(venv)])
@@ -78,7 +86,7 @@ console.log(s3vfs.loadablePath());
 
 
 def test_the_npm_package_installs_and_loads_into_better_sqlite3(tmp_path):
-    package = Path(run(["bash", str(REPO / "scripts/build-npm.sh"), str(LIB), str(tmp_path / "dist")]).strip())
+    package = make("npm-package", tmp_path / "dist")
     project = tmp_path / "app"
     project.mkdir()
     run(["npm", "init", "-y"], cwd=project)
@@ -93,7 +101,7 @@ def test_the_npm_package_installs_and_loads_into_better_sqlite3(tmp_path):
 
 
 def test_make_dist_archive_holds_the_library_readme_and_licences(tmp_path):
-    archive = Path(run(["bash", str(REPO / "scripts/dist.sh"), str(LIB), str(tmp_path)]).strip())
+    archive = make("dist", tmp_path)
     with tarfile.open(archive) as tar:
         files = sorted(Path(member.name).name for member in tar.getmembers() if member.isfile())
         tar.extractall(tmp_path / "unpacked", filter="data")
