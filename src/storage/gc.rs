@@ -448,17 +448,10 @@ mod tests {
                 .map(|index| (BlockIndex(index), Bytes::from(vec![0u8; 512])))
                 .collect();
         }
-        Transaction {
-            parent: parent.clone(),
-            txid: TxId::random(),
-            size: 2048,
-            upload,
-            uploaded: BTreeMap::new(),
-            edits: Vec::new(),
-            known: BTreeMap::new(),
-            checked: Instant::now(),
-            first_upload: None,
-        }
+        let mut transaction =
+            Transaction::new(parent.clone(), TxId::random(), 2048, Instant::now());
+        transaction.upload = upload;
+        transaction
     }
 
     fn commits(

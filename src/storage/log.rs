@@ -665,17 +665,10 @@ mod tests {
 
     fn transaction(parent: &Arc<Snapshot>, fill: u8) -> Transaction {
         let block = Bytes::from(vec![fill; 512]);
-        Transaction {
-            parent: parent.clone(),
-            txid: TxId::random(),
-            size: 1024,
-            upload: vec![(BlockIndex(0), block.clone()), (BlockIndex(1), block)],
-            uploaded: BTreeMap::new(),
-            edits: Vec::new(),
-            known: BTreeMap::new(),
-            checked: Instant::now(),
-            first_upload: None,
-        }
+        let mut transaction =
+            Transaction::new(parent.clone(), TxId::random(), 1024, Instant::now());
+        transaction.upload = vec![(BlockIndex(0), block.clone()), (BlockIndex(1), block)];
+        transaction
     }
 
     fn empty() -> Arc<Snapshot> {

@@ -294,11 +294,11 @@ impl DbFile {
         ) else {
             return;
         };
-        let Some(level) = self
-            .database
-            .prefetch_tracker()
-            .observe(number, page, page_count)
-        else {
+        // Parsed before the tracker is locked: most pages are leaves, and cost no lock.
+        let Some(children) = super::prefetch::interior_children(number, page, page_count) else {
+            return;
+        };
+        let Some(level) = self.database.prefetch_tracker().observe(number, children) else {
             return;
         };
         let block_size = self.block_size();
@@ -316,16 +316,9 @@ impl DbFile {
             })
             .collect();
         let bytes: u64 = wanted.iter().map(|(_, _, len)| *len).sum();
-        if bytes > self.prefetch_size.min(self.database.cache_size / 4) {
-            self.database.prefetch_tracker().stats.over_bound += 1;
-            return;
-        }
-        let fetched = self.database.prefetch(&wanted);
-        if fetched > 0 {
-            let mut tracker = self.database.prefetch_tracker();
-            tracker.stats.batches += 1;
-            tracker.stats.blocks += fetched;
-        }
+        let fetched = (bytes <= self.prefetch_size.min(self.database.cache_size / 4))
+            .then(|| self.database.prefetch(&wanted));
+        self.database.prefetch_tracker().record(fetched);
     }
 
     /// As [`DbFile::read`]; `read_ahead` lets a sequential reader fetch the next blocks along.

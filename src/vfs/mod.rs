@@ -838,17 +838,9 @@ mod tests {
             Database::with_backend(&config, backend, RetryPolicy::default()).expect("opens");
         let commit = |database: &Arc<Database>| -> Version {
             let (parent, checked) = database.refresh_checked(Duration::ZERO).expect("checks");
-            let transaction = log::Transaction {
-                parent,
-                txid: crate::storage::TxId::random(),
-                size: 512,
-                upload: vec![(crate::storage::BlockIndex(0), Bytes::from(vec![7u8; 512]))],
-                uploaded: Default::default(),
-                edits: Vec::new(),
-                known: Default::default(),
-                checked,
-                first_upload: None,
-            };
+            let mut transaction =
+                log::Transaction::new(parent, crate::storage::TxId::random(), 512, checked);
+            transaction.upload = vec![(crate::storage::BlockIndex(0), Bytes::from(vec![7u8; 512]))];
             let (backend, location) = (database.backend(), database.location.clone());
             let started = Instant::now();
             let snapshot =

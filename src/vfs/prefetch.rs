@@ -43,10 +43,10 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Notes that page `number` (1-based) with content `page` was read; returns the pages of
-    /// the level to fetch now, if this read calls for it.
-    pub fn observe(&mut self, number: u32, page: &[u8], page_count: u32) -> Option<Vec<u32>> {
-        let mut children = interior_children(number, page, page_count)?;
+    /// Notes that interior page `number` (1-based), whose children are `children` (see
+    /// [`interior_children`]), was read; returns the pages of the level to fetch now, if this
+    /// read calls for it.
+    pub fn observe(&mut self, number: u32, mut children: Vec<u32>) -> Option<Vec<u32>> {
         let mut level = None;
         if let Some(parent) = self
             .recent
@@ -82,6 +82,19 @@ impl Tracker {
         }
         self.recent.push_back(entry);
         level
+    }
+
+    /// Counts what became of a level: `None` when it was over the bound, else the blocks a
+    /// batch started fetching.
+    pub fn record(&mut self, fetched: Option<u64>) {
+        match fetched {
+            None => self.stats.over_bound += 1,
+            Some(0) => {}
+            Some(blocks) => {
+                self.stats.batches += 1;
+                self.stats.blocks += blocks;
+            }
+        }
     }
 }
 
@@ -168,25 +181,45 @@ mod tests {
         assert_eq!(interior_children(7, &garbage, 100), None);
     }
 
+    /// What a read of `page` tells the tracker, as the file does: interior pages only.
+    fn observe(
+        tracker: &mut Tracker,
+        number: u32,
+        page: &[u8],
+        page_count: u32,
+    ) -> Option<Vec<u32>> {
+        let children = interior_children(number, page, page_count)?;
+        tracker.observe(number, children)
+    }
+
     #[test]
     fn a_level_is_fetched_once_its_second_interior_page_is_read() {
         let mut tracker = Tracker::default();
         let root = interior(2, &[3, 4, 5], 512);
-        assert_eq!(tracker.observe(2, &root, 100), None);
+        assert_eq!(observe(&mut tracker, 2, &root, 100), None);
         // The first child read: one lookup, nothing to fetch yet.
-        assert_eq!(tracker.observe(3, &interior(3, &[10, 11], 512), 100), None);
-        assert_eq!(tracker.observe(3, &interior(3, &[10, 11], 512), 100), None);
+        assert_eq!(
+            observe(&mut tracker, 3, &interior(3, &[10, 11], 512), 100),
+            None
+        );
+        assert_eq!(
+            observe(&mut tracker, 3, &interior(3, &[10, 11], 512), 100),
+            None
+        );
         // A second child: lookups spread over the level.
         assert_eq!(
-            tracker.observe(4, &interior(4, &[12, 13], 512), 100),
+            observe(&mut tracker, 4, &interior(4, &[12, 13], 512), 100),
             Some(vec![3, 4, 5])
         );
-        assert_eq!(tracker.observe(5, &interior(5, &[14, 15], 512), 100), None);
+        assert_eq!(
+            observe(&mut tracker, 5, &interior(5, &[14, 15], 512), 100),
+            None
+        );
         // Leaves never count.
         let mut leaf = interior(10, &[20, 21], 512);
         leaf[0] = 0x0d;
-        assert_eq!(tracker.observe(10, &leaf, 100), None);
-        assert_eq!(tracker.observe(11, &leaf, 100), None);
+        assert_eq!(observe(&mut tracker, 10, &leaf, 100), None);
+        assert_eq!(observe(&mut tracker, 11, &leaf, 100), None);
     }
 
     #[test]
@@ -194,7 +227,7 @@ mod tests {
         let mut tracker = Tracker::default();
         for number in 2..2 + 3 * MAX_TRACKED as u32 {
             let page = interior(number, &[1000 + number, 2000 + number], 512);
-            tracker.observe(number, &page, 10_000);
+            observe(&mut tracker, number, &page, 10_000);
         }
         assert_eq!(tracker.recent.len(), MAX_TRACKED);
     }

@@ -8,9 +8,10 @@ import sys
 import tarfile
 from pathlib import Path
 
+import s3vfs_util
 from s3vfs_util import REPO, unique_name
 
-LIB = Path(os.environ.get("S3VFS_LIB", REPO / "target/debug/libs3vfs.so"))
+LIB = Path(s3vfs_util.LIB)
 SYSTEM_PYTHON = os.environ.get("SYSTEM_PYTHON", "/usr/bin/python3")
 NODE_MODULES = REPO / "tests/node/node_modules"
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from s3vfs_util import REPO, finish_worker, start_worker, unique_name
+from s3vfs_util import LIB, REPO, finish_worker, start_worker, unique_name
 from test_s3vfs import make_counter
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -88,6 +88,9 @@ def troubleshooting_messages():
     return {row.split("`")[1].split("…")[0].strip(): row for row in rows}
 
 
+LIB_STEM = os.path.splitext(LIB)[0]
+
+
 def cli_error(uri, sql="SELECT 1;", **env):
     done = subprocess.run(
         [os.environ.get("SQLITE3", "sqlite3"), ":memory:", f".load {LIB_STEM}", f".open '{uri}'", sql],
@@ -95,8 +98,6 @@ def cli_error(uri, sql="SELECT 1;", **env):
     )
     return done.stdout + done.stderr
 
-
-LIB_STEM = os.path.splitext(os.environ.get("S3VFS_LIB", "target/debug/libs3vfs.so"))[0]
 
 
 def test_troubleshooting_messages_are_what_s3vfs_prints(tmp_path):

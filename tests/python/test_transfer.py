@@ -12,7 +12,7 @@ import subprocess
 import apsw
 import pytest
 
-from s3vfs_util import connect, finish_worker, integrity, load, run_worker, start_worker, unique_name
+from s3vfs_util import LIB, connect, finish_worker, integrity, load, run_worker, start_worker, unique_name
 
 
 def bucket_uri(name, **params):
@@ -226,7 +226,7 @@ def test_progress_on_stderr_when_asked_and_only_then(tmp_path):
     name = unique_name("progress")
     copy_name = unique_name("progress-copy")
     bucket = os.environ["S3VFS_BUCKET"]
-    lib = os.path.splitext(os.environ["S3VFS_LIB"])[0]
+    lib = os.path.splitext(LIB)[0]
     script = "\n".join([
         f".load {lib}",
         f"SELECT s3vfs_deserialize('file:{name}?bucket={bucket}', '{source}', 'replace');",
