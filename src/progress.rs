@@ -66,7 +66,7 @@ impl Progress {
     pub fn advance_to(&mut self, done: u64) {
         self.done = done;
         if self.shown && self.drawn.is_none_or(|drawn| drawn.elapsed() >= EVERY) {
-            self.draw("\r");
+            self.draw();
             self.drawn = Some(Instant::now());
         }
     }
@@ -82,13 +82,14 @@ impl Progress {
     /// Draws the last state and ends the line.
     pub fn finish(&mut self) {
         if self.shown {
-            self.draw("\r");
+            self.draw();
             let _ = writeln!(std::io::stderr(), " done");
         }
     }
 
-    fn draw(&self, start: &str) {
-        let _ = write!(std::io::stderr(), "{start}{}", self.line());
+    /// Redraws the line in place.
+    fn draw(&self) {
+        let _ = write!(std::io::stderr(), "\r{}", self.line());
     }
 
     /// `s3vfs: deserialize s3://b/p: 12.0 of 100.0 MB, 34.5 MB/s`.
