@@ -57,6 +57,7 @@ WORKLOADS = (
     "txns_large",
     "lookup_disk",
     "large_lookup",
+    "large_lookup_noindex",
     "large_lookup_16k",
     "large_lookup_16k_off",
 )
@@ -86,13 +87,15 @@ DATABASE = {
     "txns_large": "image.db",
     "lookup_disk": "big.db",
     "large_lookup": "large.db",
+    "large_lookup_noindex": "large.db",
     "large_lookup_16k": "large16k.db",
     "large_lookup_16k_off": "large16k.db",
 }
 # URI parameters of s3vfs for a workload (cache_dir is added where the bench knows its path).
 PARAMS = {
+    "large_lookup_noindex": {"interior_index": "0"},
     "large_lookup_16k": {"block_size": "16k"},
-    "large_lookup_16k_off": {"block_size": "16k", "prefetch_size": "0"},
+    "large_lookup_16k_off": {"block_size": "16k", "prefetch_size": "0", "interior_index": "0"},
 }
 SIZES = {
     "full": {"small_rows": 10_000, "big_rows": 100_000, "txns": 200, "lookups": 1000, "image_mb": 100,
@@ -133,9 +136,11 @@ def workload_label(workload, sizes):
         "txns_large": f"{sizes['txns']} txns of 1 insert, {sizes['image_mb']} MB database",
         "lookup_disk": f"{sizes['lookups']:,} lookups, new process, warm cache_dir",
         "large_lookup": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB database",
+        "large_lookup_noindex": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB, "
+                                "interior_index=0",
         "large_lookup_16k": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB, 16 KiB blocks",
         "large_lookup_16k_off": f"{sizes['large_lookups']} lookups, cold, {sizes['large_mb']:,} MB, "
-                                "16 KiB blocks, prefetch off",
+                                "16 KiB blocks, prefetch and index off",
     }[workload]
 
 
@@ -313,6 +318,7 @@ def operations(workload, sizes):
         "lookup_connect": sizes["connects"],
         "lookup_disk": sizes["lookups"],
         "large_lookup": sizes["large_lookups"],
+        "large_lookup_noindex": sizes["large_lookups"],
         "large_lookup_16k": sizes["large_lookups"],
         "large_lookup_16k_off": sizes["large_lookups"],
     }.get(workload, 1)

@@ -54,6 +54,7 @@ pub const PARAMETERS: &[&str] = &[
     "disk_cache_size",
     "single_writer",
     "prefetch_size",
+    "interior_index",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -111,6 +112,8 @@ pub struct Config {
     pub single_writer: bool,
     /// `prefetch_size=`: bytes one B-tree prefetch may fetch; 0 turns it off.
     pub prefetch_size: u64,
+    /// `interior_index=0`: cold reads do not load the checkpoint's interior-page index.
+    pub interior_index: bool,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -224,6 +227,7 @@ impl Config {
         let mut block_size = None;
         let mut cache_size = DEFAULT_CACHE_SIZE;
         let mut prefetch_size = DEFAULT_PREFETCH_SIZE;
+        let mut interior_index = true;
         let mut staleness = Duration::ZERO;
         let mut layout = Layout::Versioned;
         let mut pin = None;
@@ -250,6 +254,10 @@ impl Config {
                 }
                 "single_writer" => {
                     single_writer =
+                        parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?
+                }
+                "interior_index" => {
+                    interior_index =
                         parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?
                 }
                 "block_size" => {
@@ -415,6 +423,7 @@ impl Config {
             disk_cache,
             single_writer,
             prefetch_size,
+            interior_index,
         })
     }
 
@@ -559,6 +568,21 @@ mod tests {
         )
         .expect("0 turns prefetch off");
         assert_eq!(off.prefetch_size, 0);
+        assert!(off.interior_index);
+        let without = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("interior_index", "0")]),
+            no_env,
+        )
+        .expect("valid");
+        assert!(!without.interior_index);
+        let error = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("interior_index", "yes please")]),
+            no_env,
+        )
+        .expect_err("refused");
+        assert!(error.to_string().contains("interior_index"), "{error}");
         let error = Config::parse("x", &[], no_env).unwrap_err();
         assert!(error.to_string().contains("S3VFS_BUCKET"), "{error}");
         let error = Config::parse(

@@ -21,6 +21,7 @@ use crate::legacy::{self, FileImage, NewFile};
 use crate::progress::{Progress, Unit};
 use crate::runtime;
 use crate::storage::block::{self, checksum};
+use crate::storage::interior::InteriorPages;
 use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
 use crate::storage::{BlockIndex, BlockSize, Snapshot, TxId};
 use crate::vfs::Database;
@@ -619,9 +620,14 @@ pub fn deserialize(
     let first_upload = (count > 1).then(Instant::now);
     let mut uploads: VecDeque<JoinHandle<Result<()>>> = VecDeque::new();
     let mut sums = BTreeMap::new();
+    // The interior pages of the new version, for the interior-page index of its checkpoint.
+    let mut held = image.page_size.map(InteriorPages::new);
     for index in (0..count).map(BlockIndex) {
         let data = read_block(input, block_size.block_len(index, image.size), name)?;
         sums.insert(index, checksum(&data));
+        if let (Some(held), true) = (held.as_mut(), index.0 > 0) {
+            held.scan(index, txid, &data, block_size);
+        }
         if index.0 == 0 {
             // Block 0 carries the header, settled against the parent at commit time.
             block0 = Some(data);
@@ -656,8 +662,15 @@ pub fn deserialize(
             .as_ref()
             .map(|block0| vec![(BlockIndex(0), distinct_header(block0, current.as_ref()))])
             .unwrap_or_default();
+        let mut interior = held.clone();
+        if let (Some(interior), Some((index, data))) = (interior.as_mut(), upload.first()) {
+            interior.scan(*index, txid, data, block_size);
+        }
         let mut transaction = Transaction::new(parent.clone(), txid, image.size, checked);
         transaction.upload = upload;
+        transaction.interior = interior;
+        // Every block is new: its checkpoint starts the map, and the index, afresh.
+        transaction.checkpoint = true;
         transaction.uploaded = sums.clone();
         transaction.uploaded.remove(&BlockIndex(0));
         transaction.first_upload = first_upload;

@@ -197,14 +197,29 @@ impl DiskDirectory {
 }
 
 impl DiskCache {
+    fn name(key: &BlockKey) -> String {
+        format!("{:010}-{}", key.index.0, key.txid)
+    }
+
+    #[cfg(test)]
     fn path(&self, key: &BlockKey) -> PathBuf {
-        self.folder
-            .join(format!("{:010}-{}", key.index.0, key.txid))
+        self.folder.join(Self::name(key))
     }
 
     /// The block `key`, if a whole, intact copy of `len` bytes is on disk.
     pub fn get(&self, key: &BlockKey, len: u64) -> Option<Bytes> {
-        let path = self.path(key);
+        self.get_named(&Self::name(key), len)
+    }
+
+    /// Keeps a copy of block `key`: written under a temporary name and renamed into place.
+    pub fn put(&self, key: &BlockKey, data: &[u8]) {
+        self.put_named(&Self::name(key), data)
+    }
+
+    /// The immutable object kept as `name` (another kind than blocks, such as an
+    /// interior-page index), if a whole, intact copy of `len` bytes is on disk.
+    pub fn get_named(&self, name: &str, len: u64) -> Option<Bytes> {
+        let path = self.folder.join(name);
         let found = fs::read(&path).ok().and_then(|file| {
             let body = file.get(HEADER_LEN..)?;
             let intact = file.starts_with(MAGIC)
@@ -231,14 +246,14 @@ impl DiskCache {
         found
     }
 
-    /// Keeps a copy of block `key`: written under a temporary name and renamed into place.
-    pub fn put(&self, key: &BlockKey, data: &[u8]) {
+    /// Keeps a copy of the immutable object `name`, as [`DiskCache::put`] does a block.
+    pub fn put_named(&self, name: &str, data: &[u8]) {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let directory = &self.directory;
         let temporary = directory.root.join("tmp").join(format!(
             "{}-{}-{}",
             std::process::id(),
-            key.txid,
+            name,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let written = (|| -> std::io::Result<()> {
@@ -248,7 +263,7 @@ impl DiskCache {
             file.write_all(&md5::Md5::digest(data))?;
             file.write_all(data)?;
             drop(file);
-            match fs::rename(&temporary, self.path(key)) {
+            match fs::rename(&temporary, self.folder.join(name)) {
                 Err(error) if error.kind() == ErrorKind::NotFound => {
                     // The tmp folder was swept away by another process: recreate it next time.
                     fs::create_dir_all(directory.root.join("tmp"))

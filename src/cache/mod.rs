@@ -62,6 +62,8 @@ impl Flight {
 struct State {
     lru: LruCache<BlockKey, Bytes>,
     bytes: u64,
+    /// Bytes of the budget held for something else of the database (its interior-page index).
+    reserved: u64,
     in_flight: HashMap<BlockKey, Arc<Flight>>,
 }
 
@@ -95,6 +97,7 @@ impl BlockCache {
             state: Mutex::new(State {
                 lru: LruCache::unbounded(),
                 bytes: 0,
+                reserved: 0,
                 in_flight: HashMap::new(),
             }),
             hits: AtomicU64::new(0),
@@ -115,19 +118,31 @@ impl BlockCache {
 
     fn insert_locked(&self, state: &mut State, key: BlockKey, data: Bytes) {
         let len = data.len() as u64;
-        if len > self.budget {
+        if len > self.budget.saturating_sub(state.reserved) {
             return;
         }
         if let Some(old) = state.lru.put(key, data) {
             state.bytes -= old.len() as u64;
         }
         state.bytes += len;
-        while state.bytes > self.budget {
+        self.evict_locked(state);
+    }
+
+    fn evict_locked(&self, state: &mut State) {
+        while state.bytes + state.reserved > self.budget {
             match state.lru.pop_lru() {
                 Some((_, evicted)) => state.bytes -= evicted.len() as u64,
                 None => break,
             }
         }
+    }
+
+    /// Holds `bytes` of the budget for something else the database keeps in memory, evicting
+    /// blocks to make room; replaces the previous reservation.
+    pub fn reserve(&self, bytes: u64) {
+        let mut state = self.state.lock();
+        state.reserved = bytes.min(self.budget);
+        self.evict_locked(&mut state);
     }
 
     /// The block if it is cached, without fetching or counting.
@@ -277,6 +292,23 @@ mod tests {
             index: BlockIndex(index),
             txid: TxId(1),
         }
+    }
+
+    #[test]
+    fn a_reservation_takes_its_bytes_from_the_blocks() {
+        let cache = Arc::new(BlockCache::new(1000));
+        for index in 0..4 {
+            cache.insert(key(index), Bytes::from(vec![0u8; 250]));
+        }
+        assert_eq!(cache.stats().bytes, 1000);
+        cache.reserve(400);
+        assert_eq!(cache.stats().bytes, 500);
+        assert!(cache.peek(&key(0)).is_none() && cache.peek(&key(3)).is_some());
+        cache.insert(key(9), Bytes::from(vec![0u8; 250]));
+        assert_eq!(cache.stats().bytes, 500);
+        cache.reserve(0);
+        cache.insert(key(10), Bytes::from(vec![0u8; 250]));
+        assert_eq!(cache.stats().bytes, 750);
     }
 
     #[test]

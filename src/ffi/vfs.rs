@@ -249,7 +249,8 @@ unsafe extern "C" fn x_open(
                 (
                     Handle::Versioned(
                         DbFile::new(database, config.staleness)
-                            .with_prefetch_size(config.prefetch_size),
+                            .with_prefetch_size(config.prefetch_size)
+                            .with_interior_index(config.interior_index),
                     ),
                     exists,
                 )

@@ -98,6 +98,13 @@ struct RawCheckpoint {
     size: u64,
     block_size: u64,
     blocks: Vec<RawEntry>,
+    /// The length of the interior-page index beside it (`storage::interior`); 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    interior: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// `head`: a hint of a recent checkpointed version, so that listing the log starts near its end.
@@ -119,7 +126,7 @@ fn check_format(key: &str, format: u32) -> Result<()> {
     }
 }
 
-fn corrupt(key: &str, why: impl Into<String>) -> Error {
+pub(super) fn corrupt(key: &str, why: impl Into<String>) -> Error {
     Error::Corrupt {
         key: key.to_string(),
         why: why.into(),
@@ -136,7 +143,7 @@ fn parse_block_size(key: &str, bytes: u64) -> Result<BlockSize> {
 
 /// Splits an object into its JSON header and payload: a format-2 envelope is checked against
 /// its checksum; a format-1 object is all header.
-fn open_envelope<'a>(key: &str, body: &'a Bytes) -> Result<(&'a [u8], Bytes)> {
+pub(super) fn open_envelope<'a>(key: &str, body: &'a Bytes) -> Result<(&'a [u8], Bytes)> {
     let Some(newline) = body.iter().position(|byte| *byte == b'\n') else {
         return Ok((&body[..], Bytes::new()));
     };
@@ -151,7 +158,7 @@ fn open_envelope<'a>(key: &str, body: &'a Bytes) -> Result<(&'a [u8], Bytes)> {
     Ok((&body[..newline], body.slice(newline + 1..body.len() - 4)))
 }
 
-fn seal(header: &[u8], payload: &[Bytes]) -> Bytes {
+pub(super) fn seal(header: &[u8], payload: &[Bytes]) -> Bytes {
     let length = header.len() + 1 + payload.iter().map(Bytes::len).sum::<usize>() + 4;
     let mut out = BytesMut::with_capacity(length);
     out.put_slice(header);
@@ -162,6 +169,22 @@ fn seal(header: &[u8], payload: &[Bytes]) -> Bytes {
     let sum = checksum(&out);
     out.put_u32_le(sum);
     out.freeze()
+}
+
+/// Checks that an enveloped object's header names a format this build reads, and one that is
+/// enveloped.
+pub(super) fn check_envelope_format(key: &str, header: &[u8]) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        format: u32,
+    }
+    let versioned: Versioned =
+        serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))?;
+    check_format(key, versioned.format)?;
+    if versioned.format < 2 {
+        return Err(corrupt(key, "framing does not match its format"));
+    }
+    Ok(())
 }
 
 /// Decodes a header after checking its format, so that a newer format is reported as such
@@ -351,6 +374,8 @@ pub struct ParsedCheckpoint {
     pub size: u64,
     pub block_size: BlockSize,
     pub blocks: Vec<BlockRef>,
+    /// The length of its interior-page index, 0 when it has none.
+    pub interior: u64,
 }
 
 /// Checkpoints.
@@ -364,6 +389,7 @@ impl Checkpoint {
             size: checkpoint.size,
             block_size: checkpoint.block_size.bytes(),
             blocks: checkpoint.blocks.iter().map(raw_entry).collect(),
+            interior: checkpoint.interior,
         };
         seal(&encode_json(&raw), &[])
     }
@@ -388,6 +414,7 @@ impl Checkpoint {
             size: raw.size,
             block_size,
             blocks,
+            interior: raw.interior,
         })
     }
 }
@@ -426,6 +453,7 @@ pub mod format1 {
                 .iter()
                 .map(|entry| RawEntry::Txid(entry.txid.to_string()))
                 .collect(),
+            interior: 0,
         };
         Bytes::from(encode_json(&raw))
     }
@@ -549,11 +577,13 @@ mod tests {
                 BlockRef::whole(TxId(1), Some(3)),
                 BlockRef::whole(TxId(2), None),
             ],
+            interior: 777,
         };
         let parsed = Checkpoint::decode("k", &Checkpoint::encode(&checkpoint)).expect("valid");
         assert_eq!(parsed, checkpoint);
         let parsed = Checkpoint::decode("k", &format1::checkpoint(&checkpoint)).expect("valid");
         assert_eq!(parsed.blocks[0], BlockRef::whole(TxId(1), None));
+        assert_eq!(parsed.interior, 0);
         let short = ParsedCheckpoint {
             size: 9000,
             ..checkpoint

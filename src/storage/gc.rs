@@ -172,7 +172,9 @@ fn parse_block_key(location: &Location, key: &str) -> Option<(u64, TxId)> {
     Some((index.parse().ok()?, TxId::parse(txid)?))
 }
 
+/// The checkpoint `key` names, or whose interior-page index it is.
 fn parse_checkpoint_key(location: &Location, key: &str) -> Option<(Version, TxId)> {
+    let key = super::interior::checkpoint_of_index(key).unwrap_or(key);
     let rest = key.strip_prefix(&format!("{}/checkpoints/", location.prefix))?;
     let (version, txid) = rest.split_once('-')?;
     (version.len() == 20).then_some(())?;
@@ -410,7 +412,8 @@ mod tests {
     use crate::backend::memory::MemoryBackend;
     use crate::runtime::block_on;
     use crate::storage::history::load_version;
-    use crate::storage::log::{commit, load_latest, upload_blocks, Transaction};
+    use crate::storage::interior::{index_key, InteriorPages};
+    use crate::storage::log::{commit, fetch_interior, load_latest, upload_blocks, Transaction};
     use crate::storage::{BlockIndex, BlockSize, Snapshot};
     use bytes::Bytes;
     use std::time::Instant;
@@ -440,17 +443,26 @@ mod tests {
         Arc::new(snapshot)
     }
 
-    /// A commit on `parent` that rewrites block `round % 4` of a 4-block file.
+    /// A commit on `parent` that rewrites block `round % 4` of a 4-block file; its blocks are
+    /// pages that look like interior pages, which it offers for the interior-page index.
     fn step(parent: &Arc<Snapshot>, round: u64) -> Transaction {
-        let mut upload = vec![(BlockIndex(round % 4), Bytes::from(vec![round as u8; 512]))];
+        let page = |fill: u8| {
+            let mut page = vec![fill; 512];
+            (page[0], page[100]) = (0x05, 0x05);
+            Bytes::from(page)
+        };
+        let mut upload = vec![(BlockIndex(round % 4), page(round as u8))];
         if parent.version.0 == 0 {
-            upload = (0..4)
-                .map(|index| (BlockIndex(index), Bytes::from(vec![0u8; 512])))
-                .collect();
+            upload = (0..4).map(|index| (BlockIndex(index), page(0))).collect();
         }
-        let mut transaction =
-            Transaction::new(parent.clone(), TxId::random(), 2048, Instant::now());
+        let txid = TxId::random();
+        let mut interior = InteriorPages::new(512);
+        for (index, data) in &upload {
+            interior.scan(*index, txid, data, parent.block_size);
+        }
+        let mut transaction = Transaction::new(parent.clone(), txid, 2048, Instant::now());
         transaction.upload = upload;
+        transaction.interior = Some(interior);
         transaction
     }
 
@@ -571,9 +583,36 @@ mod tests {
             .collect();
         let expected_checkpoints: BTreeSet<String> = retained
             .iter()
-            .map(|snapshot| location().checkpoint_key(snapshot.base_version, snapshot.base_txid))
+            .flat_map(|snapshot| {
+                let key = location().checkpoint_key(snapshot.base_version, snapshot.base_txid);
+                assert!(snapshot.interior > 0, "every checkpoint here has an index");
+                [index_key(&key), key]
+            })
             .collect();
         assert_eq!(checkpoints, expected_checkpoints);
+        // Their interior-page indexes load, and serve at a checkpoint's own version the page
+        // its commit wrote, and at every version exactly the pages whose block is unchanged.
+        for snapshot in &retained {
+            let (owned, version) = (backend.clone(), (*snapshot).clone());
+            let index =
+                block_on(async move { fetch_interior(&owned, &location(), &version).await })
+                    .expect("fetches")
+                    .expect("exists")
+                    .1;
+            if snapshot.version == snapshot.base_version {
+                let written = ((snapshot.version.0 - 1) % 4) as u32 + 1;
+                assert!(index.covers(written, snapshot));
+            }
+            for number in 1..=4u32 {
+                let block = BlockIndex(u64::from(number) - 1);
+                let tagged = index.get(number, snapshot).map(|page| page[0]);
+                if snapshot.changes.contains_key(&block) {
+                    assert_eq!(tagged, None, "page {number} changed since the checkpoint");
+                } else if tagged.is_some() {
+                    assert_eq!(tagged, Some(0x05));
+                }
+            }
+        }
         assert_eq!(
             report.removed.total.objects as usize,
             before - memory.keys().len() + 1,

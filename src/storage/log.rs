@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::block::{self, checksum, diff, extend, BlockRef, Patch, PatchCache};
 use super::format::{ParsedCheckpoint, ParsedRecord};
+use super::interior::{self, InteriorPages};
 use super::{
     BlockIndex, BlockSize, Checkpoint, CommitRecord, Head, Location, Snapshot, TxId, Version,
     FORMAT_VERSION,
@@ -139,12 +140,12 @@ pub(crate) async fn snapshot_of(
     record: ParsedRecord,
     known: Option<&Snapshot>,
 ) -> Result<Snapshot> {
-    let base = match known {
+    let (base, interior) = match known {
         Some(snapshot)
             if snapshot.base_version == record.base_version
                 && snapshot.base_txid == record.base_txid =>
         {
-            snapshot.base.clone()
+            (snapshot.base.clone(), snapshot.interior)
         }
         _ => {
             let checkpoint =
@@ -155,7 +156,7 @@ pub(crate) async fn snapshot_of(
                     why: "block size differs from the commit record's".into(),
                 });
             }
-            Arc::new(checkpoint.blocks)
+            (Arc::new(checkpoint.blocks), checkpoint.interior)
         }
     };
     Ok(Snapshot {
@@ -167,6 +168,7 @@ pub(crate) async fn snapshot_of(
         base_version: record.base_version,
         base_txid: record.base_txid,
         base,
+        interior,
         changes: Arc::new(record.changes),
         patches: record.patches,
         gc_margin: record.gc_margin,
@@ -278,6 +280,14 @@ pub struct Transaction {
     pub checked: Instant,
     /// When the first of `uploaded` was sent, if any.
     pub first_upload: Option<Instant>,
+    /// Interior pages of the new version the caller holds, tagged with the content names
+    /// their blocks have in it, for the interior-page index of a checkpoint.
+    pub interior: Option<InteriorPages>,
+    /// The index of the parent's checkpoint, when the caller has it loaded; otherwise a
+    /// checkpoint fetches it to carry its still valid pages forward.
+    pub previous_interior: Option<Arc<InteriorPages>>,
+    /// Writes a checkpoint even if none is due (a transfer that replaces the whole file).
+    pub checkpoint: bool,
 }
 
 impl Transaction {
@@ -293,6 +303,9 @@ impl Transaction {
             known: BTreeMap::new(),
             checked,
             first_upload: None,
+            interior: None,
+            previous_interior: None,
+            checkpoint: false,
         }
     }
 }
@@ -322,7 +335,7 @@ pub async fn upload_blocks(
 }
 
 /// Whether the version after `parent` gets a checkpoint.
-fn checkpoint_due(parent: &Snapshot) -> bool {
+pub fn checkpoint_due(parent: &Snapshot) -> bool {
     parent.version.0 == 0
         || parent.format < FORMAT_VERSION
         || parent.changes.len() >= CHECKPOINT_MAX_CHANGES
@@ -365,6 +378,9 @@ pub async fn commit(
         known,
         mut checked,
         first_upload,
+        interior,
+        previous_interior,
+        checkpoint: forced,
     } = transaction;
     let version = parent.version.next();
     let margin = parent.gc_margin;
@@ -399,7 +415,7 @@ pub async fn commit(
     }
     let block_size: BlockSize = parent.block_size;
     let count = block_size.block_count(size);
-    let due = checkpoint_due(&parent);
+    let due = forced || checkpoint_due(&parent);
     let blocks_written = (upload.len() + edits.len() + uploaded.len()) as u64;
 
     let mut entries: BTreeMap<BlockIndex, BlockRef> = parent
@@ -534,38 +550,49 @@ pub async fn commit(
         base_version: parent.base_version,
         base_txid: parent.base_txid,
         base: parent.base.clone(),
+        interior: parent.interior,
         changes: Arc::new(entries),
         patches: Arc::new(patches),
         gc_margin: margin,
         format: FORMAT_VERSION,
     };
-    let mut checkpoint_upload = None;
+    let mut checkpoint_upload = Vec::new();
     if due {
         let blocks = snapshot.full_map();
+        let key = location.checkpoint_key(version, txid);
+        // A forced checkpoint replaces every block: nothing of the parent's index carries.
+        let carried = (!forced).then_some(previous_interior);
+        let index =
+            interior_index(&backend, &location, &parent, &snapshot, interior, carried).await;
+        let index_body = index.as_ref().map(InteriorPages::encode);
         let checkpoint = ParsedCheckpoint {
             version,
             size,
             block_size,
             blocks: blocks.clone(),
+            interior: index_body.as_ref().map_or(0, |body| body.len() as u64),
         };
-        checkpoint_upload = Some((
-            location.checkpoint_key(version, txid),
-            Checkpoint::encode(&checkpoint),
-        ));
+        if let Some(body) = index_body {
+            checkpoint_upload.push((interior::index_key(&key), body));
+        }
+        checkpoint_upload.push((key, Checkpoint::encode(&checkpoint)));
         snapshot.base_version = version;
         snapshot.base_txid = txid;
         snapshot.base = Arc::new(blocks);
+        snapshot.interior = checkpoint.interior;
         snapshot.changes = Arc::new(BTreeMap::new());
     }
 
     let checkpoint_put = {
         let backend = backend.clone();
-        async move {
-            match checkpoint_upload {
-                Some((key, body)) => backend.put(&key, body).await.map_err(Error::from),
-                None => Ok(()),
-            }
-        }
+        let puts: Vec<_> = checkpoint_upload
+            .into_iter()
+            .map(|(key, body)| {
+                let backend = backend.clone();
+                async move { backend.put(&key, body).await.map_err(Error::from) }
+            })
+            .collect();
+        async move { run_bounded(MAX_IN_FLIGHT, puts).await.map(|_| ()) }
     };
     let (blocks_result, checkpoint_result) = tokio::join!(
         upload_blocks(&backend, &location, txid, upload),
@@ -631,6 +658,59 @@ pub async fn commit(
         let _ = backend.put(&location.head_key(), head.encode()).await;
     }
     Ok(Arc::new(snapshot))
+}
+
+/// The interior-page index of the checkpoint at `next`, the version after `parent`: the pages
+/// the caller holds, then those of the parent's index still valid (`carried`: the caller's
+/// copy, else fetched; `None`: none carried), each kept only if its tag is its block's content
+/// name at `next`. `None` when it would be empty. Best effort: an index that cannot be
+/// fetched is left out, never an error.
+async fn interior_index(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    parent: &Snapshot,
+    next: &Snapshot,
+    held: Option<InteriorPages>,
+    carried: Option<Option<Arc<InteriorPages>>>,
+) -> Option<InteriorPages> {
+    let previous = match carried {
+        None => None,
+        Some(Some(previous)) => Some(previous),
+        Some(None) if parent.interior > 0 && parent.interior <= 2 * interior::MAX_INDEX_BYTES => {
+            let fetched = fetch_interior(backend, location, parent).await;
+            fetched.ok().flatten().map(|(_, index)| index)
+        }
+        Some(None) => None,
+    };
+    let mut index = match (held, &previous) {
+        (Some(held), _) => held,
+        (None, Some(previous)) => InteriorPages::new(previous.page_size()),
+        (None, None) => return None,
+    };
+    if let Some(previous) = &previous {
+        index.fill_from(previous);
+    }
+    index.retain_valid(next);
+    (!index.is_empty()).then_some(index)
+}
+
+/// The interior-page index of `snapshot`'s checkpoint, with the object's body, `None` when it
+/// has none or it is gone.
+pub async fn fetch_interior(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    snapshot: &Snapshot,
+) -> Result<Option<(Bytes, Arc<InteriorPages>)>> {
+    if snapshot.interior == 0 {
+        return Ok(None);
+    }
+    let key =
+        interior::index_key(&location.checkpoint_key(snapshot.base_version, snapshot.base_txid));
+    get_verified(backend, &key, |body| {
+        let index = InteriorPages::decode(&key, body)?;
+        Ok((body.clone(), Arc::new(index)))
+    })
+    .await
 }
 
 fn too_slow(location: &Location, version: Version, since: &str, margin: Duration) -> Error {

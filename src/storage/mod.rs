@@ -5,6 +5,7 @@ pub mod block;
 pub mod format;
 pub mod gc;
 pub mod history;
+pub mod interior;
 pub mod log;
 pub mod snapshot;
 

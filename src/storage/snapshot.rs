@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub base_version: Version,
     pub base_txid: TxId,
     pub base: Arc<Vec<BlockRef>>,
+    /// The length of the base checkpoint's interior-page index (`storage::interior`), 0 when
+    /// it has none.
+    pub interior: u64,
     pub changes: Arc<BTreeMap<BlockIndex, BlockRef>>,
     /// The pages this version's own commit record carries, so that a reader that already
     /// holds the previous content of a block can patch it instead of fetching it.
@@ -44,6 +47,7 @@ impl Snapshot {
             base_version: Version(0),
             base_txid: TxId(0),
             base: Arc::new(Vec::new()),
+            interior: 0,
             changes: Arc::new(BTreeMap::new()),
             patches: Arc::new(BTreeMap::new()),
             gc_margin: Duration::from_millis(super::format::DEFAULT_GC_MARGIN_MS),

@@ -14,6 +14,7 @@ use crate::cache::BlockKey;
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::storage::block::{checksum, BlockRef};
+use crate::storage::interior::{self, InteriorPages};
 use crate::storage::log::{self, Edit, Transaction};
 use crate::storage::{BlockIndex, ByteOffset, Snapshot, TxId};
 
@@ -89,6 +90,8 @@ pub struct DbFile {
     read_ahead: ReadAhead,
     /// Bytes one B-tree prefetch may fetch (`prefetch_size`); 0: none.
     prefetch_size: u64,
+    /// Whether cold reads use the checkpoint's interior-page index (`interior_index`).
+    interior_index: bool,
     /// Set when a commit failed: the rest of the transaction (SQLite's rollback) is discarded.
     doomed: bool,
 }
@@ -109,6 +112,7 @@ impl DbFile {
             txn: None,
             read_ahead: ReadAhead::default(),
             prefetch_size: crate::config::DEFAULT_PREFETCH_SIZE,
+            interior_index: true,
             doomed: false,
         }
     }
@@ -116,6 +120,12 @@ impl DbFile {
     /// Sets the bytes one B-tree prefetch may fetch; 0 turns it off.
     pub fn with_prefetch_size(mut self, bytes: u64) -> DbFile {
         self.prefetch_size = bytes;
+        self
+    }
+
+    /// Whether cold reads use the checkpoint's interior-page index.
+    pub fn with_interior_index(mut self, on: bool) -> DbFile {
+        self.interior_index = on;
         self
     }
 
@@ -266,11 +276,52 @@ impl DbFile {
 
     /// Reads `buffer.len()` bytes at `offset`; past the end of the file the buffer is zeroed.
     pub fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
+        if let Some(page) = self.indexed_page(offset, buffer.len()) {
+            buffer.copy_from_slice(&page);
+            self.prefetch_level(offset, buffer);
+            return Ok(ReadOutcome::Full);
+        }
         let outcome = self.read_into(offset, buffer, true)?;
         if outcome == ReadOutcome::Full {
             self.prefetch_level(offset, buffer);
         }
         Ok(outcome)
+    }
+
+    /// The page of `len` bytes at `offset` from the interior-page index (see
+    /// [`crate::storage::interior`]), when it is a whole committed page this transaction has
+    /// not changed, its block is not cached, and the index holds it for this connection's
+    /// version. A miss here asks for the index of this version's checkpoint, which loads while
+    /// the block is fetched; later misses wait for that load rather than fetch.
+    fn indexed_page(&self, offset: ByteOffset, len: usize) -> Option<Bytes> {
+        let len64 = len as u64;
+        let is_page = (512..=65536).contains(&len64)
+            && len64.is_power_of_two()
+            && offset.0.is_multiple_of(len64)
+            && len64 <= self.block_size();
+        if !self.interior_index || !is_page || offset.0 + len64 > self.snapshot.size {
+            return None;
+        }
+        let (index, within) = self.snapshot.block_size.locate(offset);
+        if self
+            .txn
+            .as_ref()
+            .is_some_and(|txn| txn.blocks.contains_key(&index))
+            || self.committed_len(index) < within + len64
+        {
+            return None;
+        }
+        let key = self.committed_key(index)?;
+        if self.database.cached_block(&key).is_some() {
+            return None;
+        }
+        if self.database.want_interior(&self.snapshot) {
+            return None;
+        }
+        let number = u32::try_from(offset.0 / len64 + 1).ok()?;
+        self.database
+            .interior_page(&self.snapshot, number)
+            .filter(|page| page.len() == len)
     }
 
     /// B-tree prefetch (see [`super::prefetch`]): when `page`, just read at `offset`, calls for
@@ -302,8 +353,10 @@ impl DbFile {
             return;
         };
         let block_size = self.block_size();
+        // Pages the interior-page index holds need no block.
         let indexes: BTreeSet<BlockIndex> = level
             .iter()
+            .filter(|page| !self.database.interior_covers(&self.snapshot, **page))
             .map(|page| BlockIndex((u64::from(*page) - 1) * len / block_size))
             .collect();
         let wanted: Vec<(BlockIndex, BlockRef, u64)> = indexes
@@ -596,6 +649,10 @@ impl DbFile {
         if unchanged && size == self.snapshot.size {
             return Ok(None);
         }
+        if log::checkpoint_due(&self.snapshot) {
+            transaction.interior = self.held_interior_pages(&transaction);
+            transaction.previous_interior = self.database.loaded_interior(&self.snapshot);
+        }
         // Blocks the commit writes whole for a checkpoint: what this process has cached
         // saves fetching them.
         for index in log::to_consolidate(&self.snapshot, size) {
@@ -607,6 +664,46 @@ impl DbFile {
             }
         }
         Ok(Some(transaction))
+    }
+
+    /// The interior pages of the version `transaction` makes that this process holds (the
+    /// blocks it changes, and the blocks cached with the content they keep), for the
+    /// checkpoint's interior-page index.
+    fn held_interior_pages(&self, transaction: &Transaction) -> Option<InteriorPages> {
+        let block_size = self.snapshot.block_size;
+        let changed: BTreeMap<BlockIndex, &Bytes> = transaction
+            .upload
+            .iter()
+            .map(|(index, data)| (*index, data))
+            .chain(
+                transaction
+                    .edits
+                    .iter()
+                    .map(|(index, edit)| (*index, &edit.data)),
+            )
+            .collect();
+        let block0 = match changed.get(&BlockIndex(0)) {
+            Some(data) => Some((*data).clone()),
+            None => self
+                .committed_key(BlockIndex(0))
+                .and_then(|key| self.database.cached_block(&key)),
+        }?;
+        let mut held = InteriorPages::new(interior::page_size_of(&block0)?);
+        for index in (0..block_size.block_count(transaction.size)).map(BlockIndex) {
+            if let Some(data) = changed.get(&index) {
+                held.scan(index, transaction.txid, data, block_size);
+            } else if transaction.uploaded.contains_key(&index) {
+                continue;
+            } else if let Some((_, entry, len)) = self.committed_source(index) {
+                let key = BlockKey::of(index, &entry);
+                if len == block_size.block_len(index, transaction.size) {
+                    if let Some(data) = self.database.cached_block(&key) {
+                        held.scan(index, entry.txid, &data, block_size);
+                    }
+                }
+            }
+        }
+        Some(held)
     }
 
     /// Commits the transaction, if it changed anything: the new version becomes visible to
@@ -1139,5 +1236,130 @@ mod tests {
         }
         assert_eq!(gauge.gets.load(Ordering::SeqCst), order.len());
         assert_eq!(gauge.peak.load(Ordering::SeqCst), 1);
+    }
+
+    /// A database image of `pages` pages of 512 bytes, each an interior table page (as far as
+    /// its type byte goes) carrying its own number.
+    fn interior_image(pages: u32) -> Vec<u8> {
+        let mut image = vec![0u8; pages as usize * 512];
+        image[..16].copy_from_slice(b"SQLite format 3\0");
+        image[16..18].copy_from_slice(&512u16.to_be_bytes());
+        for number in 1..=pages {
+            let start = (number as usize - 1) * 512;
+            image[if number == 1 { start + 100 } else { start }] = 0x05;
+            image[start + 200..start + 204].copy_from_slice(&number.to_be_bytes());
+        }
+        image
+    }
+
+    fn commit_write(file: &mut DbFile, offset: u64, data: &[u8]) {
+        file.lock(LockLevel::Reserved)
+            .expect("locks")
+            .expect("not busy");
+        file.write(ByteOffset(offset), data).expect("writes");
+        file.sync().expect("commits");
+        file.unlock(LockLevel::None);
+    }
+
+    /// A new process's view: a database with a cold cache, in a read transaction.
+    fn cold_reader(gauge: &Arc<Gauge>) -> DbFile {
+        let reader = Database::with_backend(
+            &config(1024, 1 << 20),
+            gauge.clone(),
+            RetryPolicy::default(),
+        )
+        .expect("opens");
+        let mut file = DbFile::new(reader, Duration::ZERO);
+        file.lock(LockLevel::Shared)
+            .expect("locks")
+            .expect("not busy");
+        gauge.gets.store(0, Ordering::SeqCst);
+        file
+    }
+
+    #[test]
+    fn cold_reads_take_interior_pages_from_the_index_and_never_a_stale_one() {
+        let gauge = Arc::new(Gauge::default());
+        let mut model = interior_image(64);
+        let writer = Database::with_backend(
+            &config(1024, 1 << 20),
+            gauge.clone(),
+            RetryPolicy::default(),
+        )
+        .expect("opens");
+        let mut writer = DbFile::new(writer, Duration::ZERO);
+        commit_write(&mut writer, 0, &model);
+        assert!(
+            writer.snapshot().interior > 0,
+            "the first checkpoint has an index"
+        );
+
+        // The first miss loads the index beside the block it fetches; later pages of other
+        // blocks come from the index.
+        let mut reader = cold_reader(&gauge);
+        let mut page = [0u8; 512];
+        for number in (1..=21u64).step_by(2) {
+            reader
+                .read(ByteOffset((number - 1) * 512), &mut page)
+                .expect("reads");
+            assert_eq!(&page[..], &model[(number as usize - 1) * 512..][..512]);
+        }
+        assert_eq!(
+            gauge.gets.load(Ordering::SeqCst),
+            2,
+            "block 0 and the index"
+        );
+        assert_eq!(reader.database().stats().interior.hits, 10);
+
+        // A page whose block changed since the checkpoint is read from its block.
+        model[2 * 512 + 300] = 0xee;
+        commit_write(&mut writer, 2 * 512 + 300, &[0xee]);
+        reader.unlock(LockLevel::None);
+        reader
+            .lock(LockLevel::Shared)
+            .expect("locks")
+            .expect("not busy");
+        reader.read(ByteOffset(2 * 512), &mut page).expect("reads");
+        assert_eq!(&page[..], &model[2 * 512..][..512]);
+        // (Blocks 2 and 3 came along by read-ahead: reads moved on from block 0 to 1.)
+        reader.read(ByteOffset(14 * 512), &mut page).expect("reads");
+        assert_eq!(&page[..], &model[14 * 512..][..512]);
+        assert_eq!(reader.database().stats().interior.hits, 11);
+
+        // Across a checkpoint, the writer's index carries what is still valid and what it
+        // holds: a new process reads every page right, from one block and the index.
+        let mut round = 0u64;
+        while writer.snapshot().base_version != writer.snapshot().version {
+            round += 1;
+            let offset = (round % 60 + 2) * 512 + 400;
+            model[offset as usize] = round as u8;
+            commit_write(&mut writer, offset, &[round as u8]);
+        }
+        assert!(writer.snapshot().version.0 > 50, "a checkpoint was due");
+        let mut reader = cold_reader(&gauge);
+        for number in 1..=64u64 {
+            reader
+                .read(ByteOffset((number - 1) * 512), &mut page)
+                .expect("reads");
+            assert_eq!(
+                &page[..],
+                &model[(number as usize - 1) * 512..][..512],
+                "page {number}"
+            );
+        }
+        assert_eq!(
+            gauge.gets.load(Ordering::SeqCst),
+            2,
+            "block 0 and the index"
+        );
+
+        // Without the index, every block is fetched.
+        let mut reader = cold_reader(&gauge).with_interior_index(false);
+        for number in (1..=64u64).step_by(2) {
+            reader
+                .read(ByteOffset((number - 1) * 512), &mut page)
+                .expect("reads");
+        }
+        assert_eq!(gauge.gets.load(Ordering::SeqCst), 32);
     }
 }

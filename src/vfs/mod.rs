@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod handle;
+pub mod interior;
 pub mod lock;
 pub mod pragma;
 pub mod prefetch;
@@ -26,8 +27,9 @@ use crate::error::{Error, Result};
 use crate::runtime;
 use crate::storage::block::{self, BlockRef, PatchCache};
 use crate::storage::history::{self, Pin};
+use crate::storage::interior::InteriorPages;
 use crate::storage::log::{self, Probe, MAX_IN_FLIGHT};
-use crate::storage::{BlockIndex, Location, Snapshot, TxId, Version};
+use crate::storage::{self, BlockIndex, Location, Snapshot, TxId, Version};
 use lock::LockTable;
 
 /// The bytes of commit-record pages each database keeps for assembling patched blocks.
@@ -61,6 +63,8 @@ pub struct Database {
     cache: Arc<BlockCache>,
     /// The interior pages its connections read lately, for B-tree prefetch.
     prefetch: Mutex<prefetch::Tracker>,
+    /// The interior-page index of a recent checkpoint, once a read missed the cache.
+    interior: Arc<interior::IndexSlot>,
     /// The pages of recently read commit records, for assembling patched blocks.
     records: Arc<PatchCache>,
     /// The disk cache directory's files of this database (`cache_dir=`).
@@ -87,6 +91,7 @@ pub struct DatabaseStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_cache: Option<DiskStats>,
     pub prefetch: prefetch::PrefetchStats,
+    pub interior: interior::InteriorStats,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -313,6 +318,7 @@ impl Database {
             metrics,
             cache: Arc::new(BlockCache::new(config.cache_size)),
             prefetch: Mutex::new(prefetch::Tracker::default()),
+            interior: Arc::default(),
             records,
             disk,
             latest: Mutex::new(Latest { snapshot, checked }),
@@ -627,6 +633,91 @@ impl Database {
             .collect())
     }
 
+    /// Asks for the interior-page index of `snapshot`'s checkpoint (see
+    /// [`crate::storage::interior`]), when it has one within a quarter of `cache_size`: from
+    /// the disk cache, else from the store, on a thread of its own so that the caller fetches
+    /// what it needs meanwhile. Returns whether a load started now.
+    pub fn want_interior(self: &Arc<Self>, snapshot: &Arc<Snapshot>) -> bool {
+        if snapshot.interior == 0 || snapshot.interior > self.cache_size / 4 {
+            return false;
+        }
+        let Some(load) = self.interior.begin(snapshot) else {
+            return false;
+        };
+        let (database, snapshot) = (self.clone(), snapshot.clone());
+        // Should the thread not start, the load is dropped with it, and readers go on.
+        let _ = std::thread::Builder::new()
+            .name("s3vfs-interior".into())
+            .spawn(move || {
+                let index = database.load_interior(&snapshot);
+                if let Some(index) = &index {
+                    database.cache.reserve(index.bytes());
+                }
+                load.finish(index);
+            });
+        true
+    }
+
+    fn load_interior(&self, snapshot: &Snapshot) -> Option<Arc<InteriorPages>> {
+        let name = format!(
+            "interior-{:020}-{}",
+            snapshot.base_version.0, snapshot.base_txid
+        );
+        let key = storage::interior::index_key(
+            &self
+                .location
+                .checkpoint_key(snapshot.base_version, snapshot.base_txid),
+        );
+        if let Some(body) = self
+            .disk
+            .as_ref()
+            .and_then(|disk| disk.get_named(&name, snapshot.interior))
+        {
+            if let Ok(index) = InteriorPages::decode(&key, &body) {
+                return Some(Arc::new(index));
+            }
+        }
+        let fetched = {
+            let (backend, location, snapshot) = (
+                self.backend.clone(),
+                self.location.clone(),
+                snapshot.clone(),
+            );
+            runtime::block_on(
+                async move { log::fetch_interior(&backend, &location, &snapshot).await },
+            )
+        };
+        match fetched {
+            Ok(Some((body, index))) => {
+                if let Some(disk) = &self.disk {
+                    disk.put_named(&name, &body);
+                }
+                Some(index)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                ::log::warn!("s3vfs: {key} could not be read, blocks serve its pages: {error}");
+                None
+            }
+        }
+    }
+
+    /// Page `number` as of `snapshot` from the loaded interior-page index (after a load under
+    /// way), if the index holds it for that version.
+    pub fn interior_page(&self, snapshot: &Snapshot, number: u32) -> Option<Bytes> {
+        self.interior.page(number, snapshot)
+    }
+
+    /// Whether the loaded interior-page index holds page `number` for `snapshot`.
+    pub fn interior_covers(&self, snapshot: &Snapshot, number: u32) -> bool {
+        self.interior.covers(number, snapshot)
+    }
+
+    /// The loaded interior-page index, if it is the one of `snapshot`'s checkpoint.
+    pub fn loaded_interior(&self, snapshot: &Snapshot) -> Option<Arc<InteriorPages>> {
+        self.interior.of(snapshot)
+    }
+
     /// The pages of recently read commit records, shared by this database's connections.
     pub fn patch_cache(&self) -> Arc<PatchCache> {
         self.records.clone()
@@ -713,6 +804,7 @@ impl Database {
             cache: self.cache.stats(),
             disk_cache: self.disk.as_ref().map(DiskCache::stats),
             prefetch: self.prefetch.lock().stats,
+            interior: self.interior.stats(),
         }
     }
 

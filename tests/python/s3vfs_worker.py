@@ -200,9 +200,9 @@ BIG_ROWS = 2000
 BIG_SIZE = 10_000
 
 
-def table_digest(conn):
+def table_digest(conn, table="big", column="payload"):
     digest = hashlib.sha256()
-    for row_id, data in conn.execute("SELECT id, payload FROM big ORDER BY id"):
+    for row_id, data in conn.execute(f"SELECT id, {column} FROM {table} ORDER BY id"):
         digest.update(row_id.to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
@@ -395,11 +395,12 @@ def cmd_cached_read(name, cache_dir):
     })
 
 
-def cmd_lookups(name, prefetch_size, keys):
-    """Looks up rows `keys` (comma-separated) of table t in a fresh process, one at a time:
-    the blocks each lookup had to fetch itself (cache misses; a block prefetch brought or is
-    bringing is a hit), the requests of the whole process, and the prefetch counters."""
-    conn = connect(name, prefetch_size=prefetch_size)
+def cmd_lookups(name, params, keys):
+    """Looks up rows `keys` (comma-separated) of table t in a fresh process, one at a time,
+    with URI parameters `params` (`name=value` joined by `&`): the blocks each lookup had to
+    fetch itself (cache misses; a block prefetch brought or is bringing is a hit), the
+    requests of the whole process, and the prefetch and interior-page index counters."""
+    conn = connect(name, **dict(pair.split("=", 1) for pair in params.split("&") if pair))
     misses = []
     for key in (int(key) for key in keys.split(",")):
         before = stats(conn)["database"]["cache"]["misses"]
@@ -410,7 +411,17 @@ def cmd_lookups(name, prefetch_size, keys):
     database = stats(conn)["database"]
     requests = process_requests()
     emit({"misses": misses, "requests": sum(requests[kind] for kind in ("get", "list", "put")),
-          "prefetch": database["prefetch"]})
+          "prefetch": database["prefetch"], "interior": database["interior"],
+          "integrity": integrity(conn)})
+    conn.close()
+
+
+def cmd_scan(name, params):
+    """Reads table t whole in a fresh process, with URI parameters `params` as for lookups:
+    its digest, PRAGMA integrity_check, and the interior-page index counters."""
+    conn = connect(name, **dict(pair.split("=", 1) for pair in params.split("&") if pair))
+    emit({"digest": table_digest(conn, "t", "val"), "integrity": integrity(conn),
+          "interior": stats(conn)["database"]["interior"]})
     conn.close()
 
 
@@ -430,6 +441,7 @@ COMMANDS = {
     "reopen": cmd_reopen,
     "cached_read": cmd_cached_read,
     "lookups": cmd_lookups,
+    "scan": cmd_scan,
 }
 
 
