@@ -112,7 +112,7 @@ impl InteriorPages {
 
     /// Adds the interior pages of block `index` of `block_size`, whose content `data` the
     /// transaction `tag` names.
-    pub fn scan(&mut self, index: BlockIndex, tag: TxId, data: &Bytes, block_size: BlockSize) {
+    pub fn scan(&mut self, index: BlockIndex, tag: TxId, data: &[u8], block_size: BlockSize) {
         let page_size = u64::from(self.page_size);
         if page_size > block_size.bytes() {
             return;
@@ -123,8 +123,8 @@ impl InteriorPages {
                 return;
             };
             if is_interior(number, page) {
-                let start = at * page_size as usize;
-                self.insert(number, tag, data.slice(start..start + page_size as usize));
+                // A copy: a slice would keep the whole block alive as long as the index.
+                self.insert(number, tag, Bytes::copy_from_slice(page));
             }
         }
     }
