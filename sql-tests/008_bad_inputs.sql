@@ -18,6 +18,9 @@ SELECT s3vfs_last_error();
 .open 'file:t008.db?vfs=s3vfs&path_style=maybe'
 .open 'file:t008.db?vfs=s3vfs&endpoint=localhost:9000'
 .open 'file:t008.db?vfs=s3vfs&bucket=a/b'
+.open 'file:t008.db?vfs=s3vfs&compression=lz4'
+.open 'file:t008.db?vfs=s3vfs&compression=zstd:30'
+.open 'file:t008.db?vfs=s3vfs&interior_index=maybe'
 -- An empty path: SQLite would make it a private temporary database that never reaches the
 -- bucket, so the open fails instead.
 .open 'file:?vfs=s3vfs'

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::backend::s3::Endpoint;
 use crate::error::{Error, Result};
+use crate::storage::codec::Codec;
 use crate::storage::format::MIN_GC_MARGIN_MS;
 use crate::storage::history::{parse_time, Pin};
 use crate::storage::{BlockSize, Location, Version};
@@ -55,6 +56,7 @@ pub const PARAMETERS: &[&str] = &[
     "single_writer",
     "prefetch_size",
     "interior_index",
+    "compression",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -114,6 +116,9 @@ pub struct Config {
     pub prefetch_size: u64,
     /// `interior_index=0`: cold reads do not load the checkpoint's interior-page index.
     pub interior_index: bool,
+    /// `compression=`: how a database created by this open stores its objects; `None`: as
+    /// the database says, raw for a new one.
+    pub compression: Option<Codec>,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -228,6 +233,7 @@ impl Config {
         let mut cache_size = DEFAULT_CACHE_SIZE;
         let mut prefetch_size = DEFAULT_PREFETCH_SIZE;
         let mut interior_index = true;
+        let mut compression = None;
         let mut staleness = Duration::ZERO;
         let mut layout = Layout::Versioned;
         let mut pin = None;
@@ -255,6 +261,15 @@ impl Config {
                 "single_writer" => {
                     single_writer =
                         parse_bool(value).ok_or_else(|| malformed(name, value, "0 or 1"))?
+                }
+                "compression" => {
+                    compression = Some(Codec::parse(value).ok_or_else(|| {
+                        malformed(
+                            name,
+                            value,
+                            "none, zstd, or zstd:LEVEL with a level from 1 to 19",
+                        )
+                    })?)
                 }
                 "interior_index" => {
                     interior_index =
@@ -354,6 +369,13 @@ impl Config {
                     .into(),
             ));
         }
+        if layout == Layout::SqliteS3vfs && compression.is_some_and(|codec| codec != Codec::Raw) {
+            return Err(Error::Config(
+                "compression= needs the versioned layout: layout=sqlite-s3vfs stores blocks as \
+                 the Python package reads them"
+                    .into(),
+            ));
+        }
         let prefix = match layout {
             Layout::Versioned => path.trim_start_matches('/').trim_end_matches('/'),
             // The Python package keys objects by the file name exactly as SQLite passes it.
@@ -424,6 +446,7 @@ impl Config {
             single_writer,
             prefetch_size,
             interior_index,
+            compression,
         })
     }
 
@@ -576,6 +599,22 @@ mod tests {
         )
         .expect("valid");
         assert!(!without.interior_index);
+        let zstd = Config::parse(
+            "x",
+            &params(&[("bucket", "b"), ("compression", "zstd:9")]),
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(zstd.compression, Some(Codec::Zstd(9)));
+        for (value, layout) in [("zstd:99", "versioned"), ("zstd", "sqlite-s3vfs")] {
+            let error = Config::parse(
+                "x",
+                &params(&[("bucket", "b"), ("compression", value), ("layout", layout)]),
+                no_env,
+            )
+            .expect_err("refused");
+            assert!(error.to_string().contains("compression"), "{error}");
+        }
         let error = Config::parse(
             "x",
             &params(&[("bucket", "b"), ("interior_index", "yes please")]),

@@ -198,16 +198,19 @@ fn fetch_range(
                 why: format!("version {} has no block {}", snapshot.version.0, index.0),
             })?;
         let cached = database.cached_block(&BlockKey::of(index, &entry));
-        let (backend, location, records, len) = (
+        let (backend, location, records, len, codec) = (
             database.backend(),
             database.location.clone(),
             database.patch_cache(),
             snapshot.block_len(index),
+            snapshot.codec,
         );
         fetches.push(async move {
             match cached {
                 Some(data) => Ok(data),
-                None => block::fetch(&backend, &location, index, &entry, len, &records).await,
+                None => {
+                    block::fetch(&backend, &location, codec, index, &entry, len, &records).await
+                }
             }
         });
     }
@@ -615,6 +618,7 @@ pub fn deserialize(
         }
     }
     let txid = TxId::random();
+    let codec = parent.codec;
     let count = block_size.block_count(image.size);
     let mut block0 = None;
     let first_upload = (count > 1).then(Instant::now);
@@ -640,7 +644,7 @@ pub fn deserialize(
         }
         let (backend, location) = (database.backend(), database.location.clone());
         uploads.push_back(spawn(async move {
-            log::upload_blocks(&backend, &location, txid, vec![(index, data)]).await
+            log::upload_blocks(&backend, &location, codec, txid, vec![(index, data)]).await
         })?);
     }
     while let Some(upload) = uploads.pop_front() {
@@ -686,11 +690,13 @@ pub fn deserialize(
                 attempt += 1;
                 (parent, checked) = database.refresh_checked(Duration::ZERO)?;
                 check_target(database, &parent, overwrite)?;
-                if parent.block_size != block_size {
+                if parent.block_size != block_size || parent.codec != codec {
                     return Err(Error::Invalid(format!(
-                        "{} was created meanwhile with block_size={}; nothing was changed, retry",
+                        "{} was created meanwhile with block_size={} and compression={}; nothing \
+                         was changed, retry",
                         database.location.url(),
-                        parent.block_size.bytes()
+                        parent.block_size.bytes(),
+                        parent.codec
                     )));
                 }
             }

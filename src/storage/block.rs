@@ -9,8 +9,9 @@ use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::Mutex;
 
+use super::codec::Codec;
 use super::log::find_record;
-use super::{BlockIndex, Location, TxId, Version};
+use super::{BlockIndex, BlockSize, Location, TxId, Version};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
@@ -224,6 +225,7 @@ const ASSEMBLY_ATTEMPTS: usize = super::log::VERIFY_ATTEMPTS;
 pub async fn fetch(
     backend: &Arc<dyn Backend>,
     location: &Location,
+    codec: Codec,
     index: BlockIndex,
     entry: &BlockRef,
     len: u64,
@@ -231,7 +233,7 @@ pub async fn fetch(
 ) -> Result<Bytes> {
     let mut attempt = 1;
     loop {
-        match assemble(backend, location, index, entry, len, records).await {
+        match assemble(backend, location, codec, index, entry, len, records).await {
             Err(Error::Corrupt { .. }) if attempt < ASSEMBLY_ATTEMPTS => {
                 if let Some(version) = entry.patch {
                     records.forget(version);
@@ -266,6 +268,7 @@ pub async fn pages_of(
 async fn assemble(
     backend: &Arc<dyn Backend>,
     location: &Location,
+    codec: Codec,
     index: BlockIndex,
     entry: &BlockRef,
     len: u64,
@@ -285,6 +288,7 @@ async fn assemble(
         key: object.clone(),
         version: None,
     })?;
+    let base = codec.decode(&object, base, BlockSize::MAX as usize)?;
     let pages = pages?;
     let corrupt = |why: String| {
         let key = match entry.patch {

@@ -14,11 +14,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::block::{checksum, BlockRef, Patch};
+use super::codec::Codec;
 use super::{BlockIndex, BlockSize, TxId, Version};
 use crate::error::{Error, Result};
 
-/// The storage format this build writes; it reads this one and format 1.
+/// The storage format this build writes for a database without compression; it reads formats
+/// 1 to [`NEWEST_FORMAT`].
 pub const FORMAT_VERSION: u32 = 2;
+/// The newest storage format this build reads: format 3 is format 2 with a codec (see
+/// [`super::codec`]).
+pub const NEWEST_FORMAT: u32 = 3;
 
 /// The collector's safety margin of a database created without `gc_margin=`: one hour.
 pub const DEFAULT_GC_MARGIN_MS: u64 = 60 * 60 * 1000;
@@ -116,12 +121,12 @@ pub struct Head {
 }
 
 fn check_format(key: &str, format: u32) -> Result<()> {
-    if (1..=FORMAT_VERSION).contains(&format) {
+    if (1..=NEWEST_FORMAT).contains(&format) {
         Ok(())
     } else {
         Err(Error::Format(format!(
             "{key} has storage format {format}, but this s3vfs reads formats 1 to \
-             {FORMAT_VERSION}; use a newer s3vfs"
+             {NEWEST_FORMAT}; use a newer s3vfs"
         )))
     }
 }
@@ -141,11 +146,50 @@ fn parse_block_size(key: &str, bytes: u64) -> Result<BlockSize> {
     BlockSize::new(bytes).ok_or_else(|| corrupt(key, format!("bad block size {bytes}")))
 }
 
-/// Splits an object into its JSON header and payload: a format-2 envelope is checked against
-/// its checksum; a format-1 object is all header.
-pub(super) fn open_envelope<'a>(key: &str, body: &'a Bytes) -> Result<(&'a [u8], Bytes)> {
+/// The plain first line of a format-3 object: what the zstd frame after it holds is the
+/// header line and payload of the same object in format 2's framing.
+#[derive(Serialize, Deserialize)]
+struct Outer {
+    format: u32,
+    codec: String,
+}
+
+/// An object's JSON header, its payload, and the codec it was stored with.
+pub(super) struct Envelope {
+    pub header: Bytes,
+    pub payload: Bytes,
+    pub codec: Codec,
+    /// Whether it was framed (formats 2 and 3) rather than plain JSON (format 1).
+    pub framed: bool,
+}
+
+impl Envelope {
+    /// Decodes the header (see [`decode`]) and checks that its format matches the framing.
+    fn header<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<T> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            format: u32,
+        }
+        let versioned: Versioned = serde_json::from_slice(&self.header)
+            .map_err(|error| corrupt(key, error.to_string()))?;
+        check_format(key, versioned.format)?;
+        if self.framed && versioned.format >= 2 && versioned.format != self.codec.format() {
+            return Err(corrupt(key, "its format does not match its codec"));
+        }
+        decode(key, &self.header, self.framed)
+    }
+}
+
+/// Splits an object into its JSON header and payload: an envelope (formats 2 and 3) is checked
+/// against its checksum, and a format-3 one decompressed; a format-1 object is all header.
+pub(super) fn open_envelope(key: &str, body: &Bytes) -> Result<Envelope> {
     let Some(newline) = body.iter().position(|byte| *byte == b'\n') else {
-        return Ok((&body[..], Bytes::new()));
+        return Ok(Envelope {
+            header: body.clone(),
+            payload: Bytes::new(),
+            codec: Codec::Raw,
+            framed: false,
+        });
     };
     if body.len() < newline + 1 + 4 {
         return Err(corrupt(key, "truncated object"));
@@ -155,17 +199,62 @@ pub(super) fn open_envelope<'a>(key: &str, body: &'a Bytes) -> Result<(&'a [u8],
     if checksum(content) != stored {
         return Err(corrupt(key, "checksum mismatch"));
     }
-    Ok((&body[..newline], body.slice(newline + 1..body.len() - 4)))
+    let first = body.slice(..newline);
+    let rest = body.slice(newline + 1..body.len() - 4);
+    let outer = match serde_json::from_slice::<Outer>(&first) {
+        Ok(outer) if outer.format == 3 => outer,
+        _ => {
+            return Ok(Envelope {
+                header: first,
+                payload: rest,
+                codec: Codec::Raw,
+                framed: true,
+            })
+        }
+    };
+    let codec = Codec::parse(&outer.codec)
+        .filter(|codec| *codec != Codec::Raw)
+        .ok_or_else(|| corrupt(key, format!("unknown codec {:?}", outer.codec)))?;
+    let inner = zstd::stream::decode_all(&rest[..])
+        .map(Bytes::from)
+        .map_err(|error| corrupt(key, format!("its zstd frame does not decode ({error})")))?;
+    let split = inner
+        .iter()
+        .position(|byte| *byte == b'\n')
+        .ok_or_else(|| corrupt(key, "no header in its zstd frame"))?;
+    Ok(Envelope {
+        header: inner.slice(..split),
+        payload: inner.slice(split + 1..),
+        codec,
+        framed: true,
+    })
 }
 
-pub(super) fn seal(header: &[u8], payload: &[Bytes]) -> Bytes {
+/// Frames `header` and `payload` as an object stored with `codec`, ending with the CRC-32 of
+/// everything before it.
+pub(super) fn seal(codec: Codec, header: &[u8], payload: &[Bytes]) -> Bytes {
     let length = header.len() + 1 + payload.iter().map(Bytes::len).sum::<usize>() + 4;
-    let mut out = BytesMut::with_capacity(length);
-    out.put_slice(header);
-    out.put_u8(b'\n');
+    let mut inner = BytesMut::with_capacity(length);
+    inner.put_slice(header);
+    inner.put_u8(b'\n');
     for piece in payload {
-        out.put_slice(piece);
+        inner.put_slice(piece);
     }
+    let mut out = match codec {
+        Codec::Raw => inner,
+        Codec::Zstd(_) => {
+            let outer = encode_json(&Outer {
+                format: codec.format(),
+                codec: codec.to_string(),
+            });
+            let frame = codec.encode(&inner);
+            let mut out = BytesMut::with_capacity(outer.len() + 1 + frame.len() + 4);
+            out.put_slice(&outer);
+            out.put_u8(b'\n');
+            out.put_slice(&frame);
+            out
+        }
+    };
     let sum = checksum(&out);
     out.put_u32_le(sum);
     out.freeze()
@@ -283,6 +372,8 @@ pub struct ParsedRecord {
     pub patches: Arc<BTreeMap<BlockIndex, Patch>>,
     /// The storage format the record was written in.
     pub format: u32,
+    /// How the database's objects are stored (format 3: compressed).
+    pub codec: Codec,
 }
 
 /// Commit records.
@@ -308,13 +399,14 @@ impl CommitRecord {
                     .collect(),
             })
             .collect();
-        let raw = raw_record(record, FORMAT_VERSION, raw_entry, pages);
-        seal(&encode_json(&raw), &payload)
+        let raw = raw_record(record, record.codec.format(), raw_entry, pages);
+        seal(record.codec, &encode_json(&raw), &payload)
     }
 
     pub fn decode(key: &str, body: &Bytes) -> Result<ParsedRecord> {
-        let (header, payload) = open_envelope(key, body)?;
-        let raw: RawRecord = decode(key, header, header.len() < body.len())?;
+        let envelope = open_envelope(key, body)?;
+        let raw: RawRecord = envelope.header(key)?;
+        let payload = envelope.payload.clone();
         let mut changes = BTreeMap::new();
         for (index, entry) in &raw.changes {
             changes.insert(BlockIndex(*index), parse_entry(key, entry, raw.version)?);
@@ -362,6 +454,7 @@ impl CommitRecord {
             blocks_written: raw.blocks_written,
             gc_margin: Duration::from_millis(raw.gc_margin_ms.max(MIN_GC_MARGIN_MS)),
             format: raw.format,
+            codec: envelope.codec,
             patches: Arc::new(patches),
         })
     }
@@ -376,6 +469,7 @@ pub struct ParsedCheckpoint {
     pub blocks: Vec<BlockRef>,
     /// The length of its interior-page index, 0 when it has none.
     pub interior: u64,
+    pub codec: Codec,
 }
 
 /// Checkpoints.
@@ -384,19 +478,19 @@ pub struct Checkpoint;
 impl Checkpoint {
     pub fn encode(checkpoint: &ParsedCheckpoint) -> Bytes {
         let raw = RawCheckpoint {
-            format: FORMAT_VERSION,
+            format: checkpoint.codec.format(),
             version: checkpoint.version.0,
             size: checkpoint.size,
             block_size: checkpoint.block_size.bytes(),
             blocks: checkpoint.blocks.iter().map(raw_entry).collect(),
             interior: checkpoint.interior,
         };
-        seal(&encode_json(&raw), &[])
+        seal(checkpoint.codec, &encode_json(&raw), &[])
     }
 
     pub fn decode(key: &str, body: &Bytes) -> Result<ParsedCheckpoint> {
-        let (header, _) = open_envelope(key, body)?;
-        let raw: RawCheckpoint = decode(key, header, header.len() < body.len())?;
+        let envelope = open_envelope(key, body)?;
+        let raw: RawCheckpoint = envelope.header(key)?;
         let block_size = parse_block_size(key, raw.block_size)?;
         let blocks = raw
             .blocks
@@ -415,6 +509,7 @@ impl Checkpoint {
             block_size,
             blocks,
             interior: raw.interior,
+            codec: envelope.codec,
         })
     }
 }
@@ -487,6 +582,7 @@ mod tests {
             blocks_written: 2,
             gc_margin: Duration::from_secs(5),
             format: FORMAT_VERSION,
+            codec: Codec::Raw,
             patches: Arc::new(BTreeMap::from([(
                 BlockIndex(0),
                 Patch {
@@ -546,14 +642,47 @@ mod tests {
     }
 
     #[test]
+    fn compressed_objects_are_format_3_and_round_trip() {
+        let compressed = ParsedRecord {
+            codec: Codec::Zstd(5),
+            format: 3,
+            ..record()
+        };
+        let body = CommitRecord::encode(&compressed);
+        assert!(body.starts_with(br#"{"format":3,"codec":"zstd:5"}"#));
+        assert_eq!(CommitRecord::decode("k", &body).expect("valid"), compressed);
+        for at in (0..body.len()).step_by(3) {
+            let mut flipped = body.to_vec();
+            flipped[at] ^= 0x20;
+            assert!(
+                CommitRecord::decode("k", &Bytes::from(flipped)).is_err(),
+                "byte {at}"
+            );
+        }
+        let checkpoint = ParsedCheckpoint {
+            version: Version(1),
+            size: 4096,
+            block_size: BlockSize::new(4096).expect("valid"),
+            blocks: vec![BlockRef::whole(TxId(1), Some(3))],
+            interior: 0,
+            codec: Codec::Zstd(5),
+        };
+        let body = Checkpoint::encode(&checkpoint);
+        assert_eq!(Checkpoint::decode("k", &body).expect("valid"), checkpoint);
+        // A format-2 header inside a format-3 frame, or the reverse, is refused.
+        let mismatched = seal(Codec::Zstd(1), br#"{"format":2,"version":1}"#, &[]);
+        assert!(Checkpoint::decode("k", &mismatched).is_err());
+    }
+
+    #[test]
     fn unknown_format_is_refused_with_a_clear_message() {
         let error = CommitRecord::decode("k", &Bytes::from_static(br#"{"format":99,"x":1}"#))
             .expect_err("must refuse");
         assert!(error.to_string().contains("format 99"), "{error}");
-        let future = seal(br#"{"format":3,"other":1}"#, &[]);
+        let future = seal(Codec::Raw, br#"{"format":4,"other":1}"#, &[]);
         let error = CommitRecord::decode("k", &future).expect_err("must refuse");
-        assert!(error.to_string().contains("format 3"), "{error}");
-        let error = Head::decode("k", br#"{"format":3,"version":1}"#).expect_err("refused");
+        assert!(error.to_string().contains("format 4"), "{error}");
+        let error = Head::decode("k", br#"{"format":4,"version":1}"#).expect_err("refused");
         assert!(error.to_string().contains("newer s3vfs"), "{error}");
     }
 
@@ -578,6 +707,7 @@ mod tests {
                 BlockRef::whole(TxId(2), None),
             ],
             interior: 777,
+            codec: Codec::Raw,
         };
         let parsed = Checkpoint::decode("k", &Checkpoint::encode(&checkpoint)).expect("valid");
         assert_eq!(parsed, checkpoint);

@@ -411,6 +411,7 @@ mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
     use crate::runtime::block_on;
+    use crate::storage::codec::Codec;
     use crate::storage::history::load_version;
     use crate::storage::interior::{index_key, InteriorPages};
     use crate::storage::log::{commit, fetch_interior, load_latest, upload_blocks, Transaction};
@@ -433,8 +434,10 @@ mod tests {
 
     fn upload(backend: &Arc<dyn Backend>, txid: TxId, block: (BlockIndex, Bytes)) {
         let backend = backend.clone();
-        block_on(async move { upload_blocks(&backend, &location(), txid, vec![block]).await })
-            .expect("uploads");
+        block_on(async move {
+            upload_blocks(&backend, &location(), Codec::Raw, txid, vec![block]).await
+        })
+        .expect("uploads");
     }
 
     fn empty() -> Arc<Snapshot> {
@@ -783,6 +786,7 @@ mod tests {
                 block::fetch(
                     &backend,
                     &location(),
+                    Codec::Raw,
                     BlockIndex(index),
                     &entry,
                     512,

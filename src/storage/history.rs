@@ -247,13 +247,13 @@ pub async fn restore(
                 old.block_ref(*index).cloned(),
                 old.block_len(*index),
             );
-            let version = old.version;
+            let (version, codec) = (old.version, old.codec);
             async move {
                 let entry = entry.ok_or_else(|| Error::Corrupt {
                     key: location.url(),
                     why: format!("version {} has no block {}", version.0, index.0),
                 })?;
-                let data = block::fetch(&backend, &location, index, &entry, len, &records)
+                let data = block::fetch(&backend, &location, codec, index, &entry, len, &records)
                     .await
                     .map_err(|error| match error {
                         Error::Collected { key, .. } => Error::Collected {
@@ -272,6 +272,7 @@ pub async fn restore(
             block::fetch(
                 &backend,
                 &location,
+                parent.codec,
                 BlockIndex(0),
                 entry,
                 parent.block_len(BlockIndex(0)),

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::codec::Codec;
 use super::format::{check_envelope_format, corrupt, open_envelope, seal};
-use super::{BlockIndex, BlockSize, Snapshot, TxId, FORMAT_VERSION};
+use super::{BlockIndex, BlockSize, Snapshot, TxId};
 use crate::error::Result;
 
 /// An index holds at most this many bytes of pages (about 4,000 pages of 4 KiB, the interior
@@ -173,9 +174,9 @@ impl InteriorPages {
         }
     }
 
-    pub fn encode(&self) -> Bytes {
+    pub fn encode(&self, codec: Codec) -> Bytes {
         let raw = RawIndex {
-            format: FORMAT_VERSION,
+            format: codec.format(),
             page_size: self.page_size,
             pages: self
                 .pages
@@ -185,17 +186,21 @@ impl InteriorPages {
         };
         let header = serde_json::to_vec(&raw).unwrap_or_default();
         let payload: Vec<Bytes> = self.pages.values().map(|(_, page)| page.clone()).collect();
-        seal(&header, &payload)
+        seal(codec, &header, &payload)
     }
 
     pub fn decode(key: &str, body: &Bytes) -> Result<InteriorPages> {
-        let (header, payload) = open_envelope(key, body)?;
-        if header.len() == body.len() {
+        let envelope = open_envelope(key, body)?;
+        if !envelope.framed {
             return Err(corrupt(key, "an interior-page index without its checksum"));
         }
-        check_envelope_format(key, header)?;
-        let raw: RawIndex =
-            serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))?;
+        check_envelope_format(key, &envelope.header)?;
+        let raw: RawIndex = serde_json::from_slice(&envelope.header)
+            .map_err(|error| corrupt(key, error.to_string()))?;
+        if raw.format != envelope.codec.format() {
+            return Err(corrupt(key, "its format does not match its codec"));
+        }
+        let payload = envelope.payload;
         let page_size = raw.page_size;
         if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {
             return Err(corrupt(key, format!("bad page size {page_size}")));
@@ -274,8 +279,10 @@ mod tests {
         assert_eq!(index.get(1, &current), Some(block0.slice(..512)));
         assert_eq!(index.get(3, &current), Some(block1.slice(..512)));
         assert_eq!(index.get(2, &current), None, "a leaf is not indexed");
-        let decoded = InteriorPages::decode("k", &index.encode()).expect("valid");
-        assert_eq!(decoded, index);
+        for codec in [Codec::Raw, Codec::Zstd(3)] {
+            let decoded = InteriorPages::decode("k", &index.encode(codec)).expect("valid");
+            assert_eq!(decoded, index);
+        }
     }
 
     #[test]
@@ -311,7 +318,7 @@ mod tests {
             &Bytes::from([page(0x02, 2), page(0x05, 3)].concat()),
             block_size,
         );
-        let body = index.encode();
+        let body = index.encode(Codec::Raw);
         for at in (0..body.len()).step_by(7) {
             let mut flipped = body.to_vec();
             flipped[at] ^= 0x04;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::block::{self, checksum, diff, extend, BlockRef, Patch, PatchCache};
+use super::codec::Codec;
 use super::format::{ParsedCheckpoint, ParsedRecord};
 use super::interior::{self, InteriorPages};
 use super::{
@@ -150,6 +151,12 @@ pub(crate) async fn snapshot_of(
         _ => {
             let checkpoint =
                 get_checkpoint(backend, location, record.base_version, record.base_txid).await?;
+            if checkpoint.codec != record.codec && record.format >= 2 {
+                return Err(Error::Corrupt {
+                    key: location.checkpoint_key(record.base_version, record.base_txid),
+                    why: "stored with another codec than the commit record".into(),
+                });
+            }
             if checkpoint.block_size != record.block_size {
                 return Err(Error::Corrupt {
                     key: location.checkpoint_key(record.base_version, record.base_txid),
@@ -173,6 +180,7 @@ pub(crate) async fn snapshot_of(
         patches: record.patches,
         gc_margin: record.gc_margin,
         format: record.format,
+        codec: record.codec,
     })
 }
 
@@ -321,13 +329,23 @@ pub(crate) fn now_ms() -> u64 {
 pub async fn upload_blocks(
     backend: &Arc<dyn Backend>,
     location: &Location,
+    codec: Codec,
     txid: TxId,
     blocks: Vec<(BlockIndex, Bytes)>,
 ) -> Result<()> {
     let uploads = blocks.into_iter().map(|(index, data)| {
         let backend = backend.clone();
         let key = location.block_key(index, txid);
-        async move { backend.put(&key, data).await.map_err(Error::from) }
+        async move {
+            let stored = match codec {
+                Codec::Raw => data,
+                // Compressing a block takes a few milliseconds: off the runtime's threads.
+                Codec::Zstd(_) => tokio::task::spawn_blocking(move || codec.encode(&data))
+                    .await
+                    .map_err(|error| Error::Runtime(format!("compressing a block: {error}")))?,
+            };
+            backend.put(&key, stored).await.map_err(Error::from)
+        }
     });
     run_bounded(MAX_IN_FLIGHT, uploads.collect())
         .await
@@ -514,12 +532,13 @@ pub async fn commit(
                 let (backend, location, records) =
                     (backend.clone(), location.clone(), records.clone());
                 let (index, entry, len) = (*index, entry.clone(), parent.block_len(*index));
-                let cached = known.get(&index).cloned();
+                let (cached, codec) = (known.get(&index).cloned(), parent.codec);
                 async move {
                     match cached {
                         Some(data) => Ok(data),
                         None => {
-                            block::fetch(&backend, &location, index, &entry, len, &records).await
+                            block::fetch(&backend, &location, codec, index, &entry, len, &records)
+                                .await
                         }
                     }
                 }
@@ -554,7 +573,8 @@ pub async fn commit(
         changes: Arc::new(entries),
         patches: Arc::new(patches),
         gc_margin: margin,
-        format: FORMAT_VERSION,
+        format: parent.codec.format(),
+        codec: parent.codec,
     };
     let mut checkpoint_upload = Vec::new();
     if due {
@@ -564,13 +584,14 @@ pub async fn commit(
         let carried = (!forced).then_some(previous_interior);
         let index =
             interior_index(&backend, &location, &parent, &snapshot, interior, carried).await;
-        let index_body = index.as_ref().map(InteriorPages::encode);
+        let index_body = index.as_ref().map(|index| index.encode(parent.codec));
         let checkpoint = ParsedCheckpoint {
             version,
             size,
             block_size,
             blocks: blocks.clone(),
             interior: index_body.as_ref().map_or(0, |body| body.len() as u64),
+            codec: parent.codec,
         };
         if let Some(body) = index_body {
             checkpoint_upload.push((interior::index_key(&key), body));
@@ -595,7 +616,7 @@ pub async fn commit(
         async move { run_bounded(MAX_IN_FLIGHT, puts).await.map(|_| ()) }
     };
     let (blocks_result, checkpoint_result) = tokio::join!(
-        upload_blocks(&backend, &location, txid, upload),
+        upload_blocks(&backend, &location, parent.codec, txid, upload),
         checkpoint_put
     );
     blocks_result?;
@@ -613,7 +634,8 @@ pub async fn commit(
         blocks_written,
         gc_margin: margin,
         patches: snapshot.patches.clone(),
-        format: FORMAT_VERSION,
+        format: parent.codec.format(),
+        codec: parent.codec,
     };
     let key = location.log_key(version);
     let deadline_start = first_upload.map_or(checked, |first| first.min(checked));
@@ -651,7 +673,7 @@ pub async fn commit(
     records.insert(version, snapshot.patches.clone());
     if due {
         let head = Head {
-            format: FORMAT_VERSION,
+            format: parent.codec.format(),
             version: version.0,
         };
         // Best effort: the head only shortens the next cold open's LIST.
@@ -1051,6 +1073,7 @@ mod tests {
             block::fetch(
                 &backend,
                 &location(),
+                Codec::Raw,
                 BlockIndex(index),
                 &entry,
                 len,

@@ -2,6 +2,7 @@
 //! the snapshots they describe; the history of versions and its collector.
 
 pub mod block;
+pub mod codec;
 pub mod format;
 pub mod gc;
 pub mod history;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::block::{BlockRef, Patch};
+use super::codec::Codec;
 use super::{BlockIndex, BlockSize, TxId, Version};
 
 /// One committed version: its size and where the content of each block comes from.
@@ -33,6 +34,8 @@ pub struct Snapshot {
     /// The storage format of this version's record: a commit on a format-1 version writes a
     /// format-2 checkpoint, so the database is upgraded whole.
     pub format: u32,
+    /// How the database's objects are stored, fixed when it is created.
+    pub codec: Codec,
 }
 
 impl Snapshot {
@@ -52,6 +55,7 @@ impl Snapshot {
             patches: Arc::new(BTreeMap::new()),
             gc_margin: Duration::from_millis(super::format::DEFAULT_GC_MARGIN_MS),
             format: super::FORMAT_VERSION,
+            codec: Codec::Raw,
         }
     }
 

@@ -551,9 +551,10 @@ impl DbFile {
                 txid,
             });
         }
-        runtime::block_on(
-            async move { log::upload_blocks(&backend, &location, txid, upload).await },
-        )
+        let codec = self.snapshot.codec;
+        runtime::block_on(async move {
+            log::upload_blocks(&backend, &location, codec, txid, upload).await
+        })
     }
 
     /// Cuts or extends the file to `size` bytes.
@@ -934,6 +935,7 @@ mod tests {
     use crate::backend::retry::RetryPolicy;
     use crate::backend::Backend;
     use crate::config::Config;
+    use crate::storage::codec::Codec;
     use crate::storage::BlockSize;
 
     use crate::testing::Rng;
@@ -953,8 +955,14 @@ mod tests {
     }
 
     fn run_model(seed: u64, block_size: u64, cache_size: u64) {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let config = config(block_size, cache_size);
+        run_model_stored(seed, block_size, cache_size, Codec::Raw);
+    }
+
+    fn run_model_stored(seed: u64, block_size: u64, cache_size: u64, codec: Codec) {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: Arc<dyn Backend> = memory.clone();
+        let mut config = config(block_size, cache_size);
+        config.compression = Some(codec);
         let database = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
             .expect("opens");
         let mut file = DbFile::new(database, Duration::ZERO);
@@ -1016,16 +1024,36 @@ mod tests {
             );
             file.unlock(LockLevel::None);
         }
-        // A fresh process (a new Database on the same store) sees the last commit.
+        // A fresh process (a new Database on the same store, without the parameter) sees the
+        // last commit, stored as the database was created.
+        config.compression = None;
         let reopened =
             Database::with_backend(&config, backend, RetryPolicy::default()).expect("reopens");
+        assert_eq!(reopened.latest().codec, codec);
         let mut file = DbFile::new(reopened, Duration::ZERO);
         assert_eq!(read_all(&mut file), committed);
+        // Every block object is stored with the codec: a zstd frame starts with its magic.
+        let blocks: Vec<String> = memory
+            .keys()
+            .into_iter()
+            .filter(|key| key.contains("/blocks/"))
+            .collect();
+        assert!(!blocks.is_empty());
+        for key in blocks {
+            let stored = memory.object(&key).expect("listed");
+            let framed = stored.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+            assert_eq!(framed, codec != Codec::Raw, "{key}");
+        }
     }
 
     #[test]
     fn file_matches_a_plain_vector_small_blocks() {
         run_model(0x9e37_79b9_7f4a_7c15, 512, 1 << 20);
+    }
+
+    #[test]
+    fn file_matches_a_plain_vector_compressed() {
+        run_model_stored(0x0123_4567_89ab_cdef, 1024, 2048, Codec::Zstd(3));
     }
 
     #[test]

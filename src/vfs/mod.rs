@@ -85,6 +85,8 @@ pub struct DatabaseStats {
     pub version: u64,
     pub size: u64,
     pub block_size: u64,
+    /// `none` or `zstd:LEVEL` (see `compression=`).
+    pub compression: String,
     pub requests: MetricsSnapshot,
     pub cache: CacheStats,
     /// The disk cache (`cache_dir=`), when there is one.
@@ -297,6 +299,7 @@ impl Database {
                 if let Some(margin) = config.gc_margin {
                     empty.gc_margin = margin;
                 }
+                empty.codec = config.compression.unwrap_or_default();
                 Arc::new(empty)
             });
             (snapshot, checked)
@@ -422,6 +425,17 @@ impl Database {
                     margin.as_millis(),
                     self.location.url(),
                     snapshot.gc_margin.as_millis()
+                )));
+            }
+        }
+        if let Some(asked) = config.compression {
+            if snapshot.version.0 > 0 && asked != snapshot.codec {
+                return Err(Error::Format(format!(
+                    "compression={asked} conflicts with {}, created with compression={} \
+                     (compression is fixed when a database is created; drop the parameter, or \
+                     s3vfs_copy it into a new database with the compression you want)",
+                    self.location.url(),
+                    snapshot.codec
                 )));
             }
         }
@@ -598,6 +612,7 @@ impl Database {
             .filter(|(_, found)| found.is_none())
             .map(|(key, _)| *key)
             .collect();
+        let codec = self.latest().codec;
         let fetches: Vec<_> = remote
             .iter()
             .filter_map(|key| {
@@ -610,7 +625,8 @@ impl Database {
                 );
                 Some(async move {
                     let fetched =
-                        block::fetch(&backend, &location, index, &entry, len, &records).await;
+                        block::fetch(&backend, &location, codec, index, &entry, len, &records)
+                            .await;
                     Ok::<Result<Bytes>, Error>(fetched)
                 })
             })
@@ -800,6 +816,7 @@ impl Database {
             version: snapshot.version.0,
             size,
             block_size: snapshot.block_size.bytes(),
+            compression: snapshot.codec.to_string(),
             requests: self.metrics.snapshot(),
             cache: self.cache.stats(),
             disk_cache: self.disk.as_ref().map(DiskCache::stats),

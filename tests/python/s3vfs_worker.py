@@ -204,7 +204,7 @@ def table_digest(conn, table="big", column="payload"):
     digest = hashlib.sha256()
     for row_id, data in conn.execute(f"SELECT id, {column} FROM {table} ORDER BY id"):
         digest.update(row_id.to_bytes(8, "little"))
-        digest.update(data)
+        digest.update(data.encode() if isinstance(data, str) else data)
     return digest.hexdigest()
 
 
