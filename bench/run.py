@@ -208,6 +208,13 @@ class Buckets:
                 self.client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
         self.client.delete_bucket(Bucket=name)
 
+    def stored(self, name, prefix):
+        """Bytes of the objects under `prefix/` in bucket `name`: what the database costs to
+        keep, history included."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        return sum(item["Size"] for page in paginator.paginate(Bucket=name, Prefix=f"{prefix}/")
+                   for item in page.get("Contents", []))
+
 
 def make_image(path, megabytes):
     """A plain SQLite file of about `megabytes` MB (page size 4096) for (de)serialize."""
@@ -342,7 +349,7 @@ def cell_text(result):
 def table(setting, sizes, results, timeout):
     latency, jitter = setting
     header = ["workload", "system", "wall", "× s3vfs"] + [label for _, label in KIND_COLUMNS]
-    header += ["requests", "block GETs", "up", "down", "$ / 1k ops", "peak RSS"]
+    header += ["requests", "block GETs", "up", "down", "stored", "$ / 1k ops", "peak RSS"]
     lines = [
         f"### {latency:g} ms ± {jitter:g} per request" if jitter else f"### {latency:g} ms per request",
         "",
@@ -362,7 +369,7 @@ def table(setting, sizes, results, timeout):
                     text = f"> {seconds(timeout)} (timeout)"
                     if result.get("requests") is not None:
                         cells += [text, "–"] + [""] * len(KIND_COLUMNS)
-                        cells += [f"> {result['requests']:,} by then", "", "", "", "", ""]
+                        cells += [f"> {result['requests']:,} by then", "", "", "", "", "", ""]
                         lines.append("| " + " | ".join(cells) + " |")
                         continue
                 cells += [text] + [""] * (len(header) - 3)
@@ -375,12 +382,13 @@ def table(setting, sizes, results, timeout):
                 cells.append("–")
             proxy = result.get("proxy")
             if proxy is None:
-                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–", "–", "–"]
+                cells += ["–"] * len(KIND_COLUMNS) + ["–", "–", "–", "–", "–", "–"]
             else:
                 cells += [str(proxy["requests"][kind]) for kind, _ in KIND_COLUMNS]
                 blocks = str(proxy["block_gets"]) if system == "s3vfs" else "–"
                 cells += [str(sum(proxy["requests"].values())), blocks, size(proxy["bytes_up"]),
                           size(proxy["bytes_down"])]
+                cells.append(size(result["stored"]) if result.get("stored") is not None else "–")
                 cells.append(cost_per_1000(result, workload, sizes))
             cells.append(size(result["max_rss_kib"] * 1024))
             lines.append("| " + " | ".join(cells) + " |")
@@ -508,6 +516,8 @@ def main():
                         if workload == "lookup_disk":
                             spec["params"]["cache_dir"] = str(work / f"{bucket}-disk-cache")
                         result = run_cell(spec, timeout)
+                        if result["status"] == "ok" and system != "local":
+                            result["stored"] = buckets.stored(bucket, DATABASE[workload])
                         results[(system, workload)] = result
                         shown = cell_text(result) or seconds(result["wall"])
                         print(f"bench: {setting[0]:g} ms  {system:13} {workload:13} {shown}", file=sys.stderr)
@@ -566,7 +576,10 @@ def main():
         "cold workload, after another process ran them with the same `cache_dir`. The large "
         "database is the (de)serialize table at the size shown (rows of 1,000 random bytes, a "
         "three-level B-tree), deserialized untimed by the first cell that needs it; sqlite-s3vfs "
-        "is left out of it (deserializing 1 GB takes it over half an hour).",
+        "is left out of it (deserializing 1 GB takes it over half an hour). Stored: the bytes of "
+        "the database's objects in the bucket after the cell, history included."
+        + (f" s3vfs URI parameters added to every cell: `{os.environ['BENCH_S3VFS_PARAMS']}`."
+           if os.environ.get("BENCH_S3VFS_PARAMS") else ""),
         "",
         "## Headline: wall time (requests)",
         "",
