@@ -1389,5 +1389,24 @@ mod tests {
                 .expect("reads");
         }
         assert_eq!(gauge.gets.load(Ordering::SeqCst), 32);
+
+        // An index that is gone (or damaged) only costs the blocks.
+        let snapshot = writer.snapshot().clone();
+        let key = crate::storage::interior::index_key(
+            &writer
+                .database()
+                .location
+                .checkpoint_key(snapshot.base_version, snapshot.base_txid),
+        );
+        gauge.inner.set_object(&key, Bytes::from_static(b"damaged"));
+        let mut reader = cold_reader(&gauge);
+        for number in 1..=64u64 {
+            reader
+                .read(ByteOffset((number - 1) * 512), &mut page)
+                .expect("reads");
+            assert_eq!(&page[..], &model[(number as usize - 1) * 512..][..512]);
+        }
+        let stats = reader.database().stats().interior;
+        assert_eq!((stats.loads, stats.hits), (0, 0));
     }
 }
