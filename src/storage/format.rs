@@ -164,8 +164,10 @@ pub(super) struct Envelope {
 }
 
 impl Envelope {
-    /// Decodes the header (see [`decode`]) and checks that its format matches the framing.
-    fn header<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<T> {
+    /// Decodes the JSON header after checking its format, so that a newer format is reported
+    /// as such rather than as a malformed object, and that the format matches the framing
+    /// and the codec.
+    pub(super) fn header<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<T> {
         #[derive(Deserialize)]
         struct Versioned {
             format: u32,
@@ -173,10 +175,11 @@ impl Envelope {
         let versioned: Versioned = serde_json::from_slice(&self.header)
             .map_err(|error| corrupt(key, error.to_string()))?;
         check_format(key, versioned.format)?;
-        if self.framed && versioned.format >= 2 && versioned.format != self.codec.format() {
-            return Err(corrupt(key, "its format does not match its codec"));
+        let expected = if self.framed { self.codec.format() } else { 1 };
+        if versioned.format != expected {
+            return Err(corrupt(key, "framing does not match its format"));
         }
-        decode(key, &self.header, self.framed)
+        serde_json::from_slice(&self.header).map_err(|error| corrupt(key, error.to_string()))
     }
 }
 
@@ -259,38 +262,6 @@ pub(super) fn seal(codec: Codec, header: &[u8], payload: &[Bytes]) -> Bytes {
     let sum = checksum(&out);
     out.put_u32_le(sum);
     out.freeze()
-}
-
-/// Checks that an enveloped object's header names a format this build reads, and one that is
-/// enveloped.
-pub(super) fn check_envelope_format(key: &str, header: &[u8]) -> Result<()> {
-    #[derive(Deserialize)]
-    struct Versioned {
-        format: u32,
-    }
-    let versioned: Versioned =
-        serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))?;
-    check_format(key, versioned.format)?;
-    if versioned.format < 2 {
-        return Err(corrupt(key, "framing does not match its format"));
-    }
-    Ok(())
-}
-
-/// Decodes a header after checking its format, so that a newer format is reported as such
-/// rather than as a malformed object; returns the format too.
-fn decode<T: for<'de> Deserialize<'de>>(key: &str, header: &[u8], enveloped: bool) -> Result<T> {
-    #[derive(Deserialize)]
-    struct Versioned {
-        format: u32,
-    }
-    let versioned: Versioned =
-        serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))?;
-    check_format(key, versioned.format)?;
-    if enveloped != (versioned.format >= 2) {
-        return Err(corrupt(key, "framing does not match its format"));
-    }
-    serde_json::from_slice(header).map_err(|error| corrupt(key, error.to_string()))
 }
 
 fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::codec::Codec;
-use super::format::{check_envelope_format, corrupt, open_envelope, seal};
+use super::format::{corrupt, open_envelope, seal};
 use super::{BlockIndex, BlockSize, Snapshot, TxId};
 use crate::error::Result;
 
@@ -194,12 +194,7 @@ impl InteriorPages {
         if !envelope.framed {
             return Err(corrupt(key, "an interior-page index without its checksum"));
         }
-        check_envelope_format(key, &envelope.header)?;
-        let raw: RawIndex = serde_json::from_slice(&envelope.header)
-            .map_err(|error| corrupt(key, error.to_string()))?;
-        if raw.format != envelope.codec.format() {
-            return Err(corrupt(key, "its format does not match its codec"));
-        }
+        let raw: RawIndex = envelope.header(key)?;
         let payload = envelope.payload;
         let page_size = raw.page_size;
         if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {

@@ -1289,15 +1289,19 @@ mod tests {
         file.unlock(LockLevel::None);
     }
 
-    /// A new process's view: a database with a cold cache, in a read transaction.
-    fn cold_reader(gauge: &Arc<Gauge>) -> DbFile {
-        let reader = Database::with_backend(
+    /// A new process's database of 1024-byte blocks on `gauge`, its cache cold.
+    fn fresh_database(gauge: &Arc<Gauge>) -> Arc<Database> {
+        Database::with_backend(
             &config(1024, 1 << 20),
             gauge.clone(),
             RetryPolicy::default(),
         )
-        .expect("opens");
-        let mut file = DbFile::new(reader, Duration::ZERO);
+        .expect("opens")
+    }
+
+    /// A new process's view: a database with a cold cache, in a read transaction.
+    fn cold_reader(gauge: &Arc<Gauge>) -> DbFile {
+        let mut file = DbFile::new(fresh_database(gauge), Duration::ZERO);
         file.lock(LockLevel::Shared)
             .expect("locks")
             .expect("not busy");
@@ -1309,13 +1313,7 @@ mod tests {
     fn cold_reads_take_interior_pages_from_the_index_and_never_a_stale_one() {
         let gauge = Arc::new(Gauge::default());
         let mut model = interior_image(64);
-        let writer = Database::with_backend(
-            &config(1024, 1 << 20),
-            gauge.clone(),
-            RetryPolicy::default(),
-        )
-        .expect("opens");
-        let mut writer = DbFile::new(writer, Duration::ZERO);
+        let mut writer = DbFile::new(fresh_database(&gauge), Duration::ZERO);
         commit_write(&mut writer, 0, &model);
         assert!(
             writer.snapshot().interior > 0,
