@@ -43,8 +43,16 @@ def app(environ, start_response):
     stream = environ.get("wsgi.input")
     if stream is not None:
         body = stream.read()
+        declared = environ.get("CONTENT_LENGTH")
+        if declared and declared.isdigit() and len(body) != int(declared):
+            # A client that died mid-body (killed, cut off): S3 stores nothing and answers
+            # IncompleteBody, where moto would store the bytes that arrived.
+            start_response("400 Bad Request", [("Content-Type", "application/xml")])
+            return [b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>IncompleteBody"
+                    b"</Code><Message>You did not provide the number of bytes specified by the "
+                    b"Content-Length HTTP header</Message></Error>"]
         environ["wsgi.input"] = io.BytesIO(body)
-        if not environ.get("CONTENT_LENGTH"):
+        if not declared:
             environ["CONTENT_LENGTH"] = str(len(body))
     with _lock:
         _raw_uri = environ.get("RAW_URI")
