@@ -23,12 +23,12 @@ use crate::runtime;
 use crate::storage::block::{self, checksum};
 use crate::storage::interior::InteriorPages;
 use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
-use crate::storage::{BlockIndex, BlockSize, Snapshot, TxId};
+use crate::storage::{
+    header_page_size, is_page_size, BlockIndex, BlockSize, Snapshot, TxId, SQLITE_HEADER_LEN,
+    SQLITE_MAGIC,
+};
 use crate::vfs::Database;
 
-const MAGIC: &[u8; 16] = b"SQLite format 3\0";
-/// The length of a SQLite database file's header.
-pub const HEADER_LEN: usize = 100;
 const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 /// The bytes of blocks one transfer has in flight at once (a window); a serialize holds two
 /// windows, the one being written and the next one being fetched.
@@ -68,23 +68,20 @@ fn read_u32(header: &[u8], at: usize) -> u32 {
 /// Checks that `header` (the file's first bytes) and `size` describe a whole SQLite database
 /// in a rollback-journal mode; `name` says what the input is, for messages.
 pub fn check_image(header: &[u8], size: u64, name: &str) -> Result<Image> {
-    if size < HEADER_LEN as u64 || header.len() < HEADER_LEN {
+    if size < SQLITE_HEADER_LEN as u64 || header.len() < SQLITE_HEADER_LEN {
         return Err(invalid(
             name,
             format_args!("is not a SQLite database: {size} bytes is shorter than its header"),
         ));
     }
-    if &header[..16] != MAGIC {
+    if !header.starts_with(SQLITE_MAGIC) {
         return Err(invalid(
             name,
             "is not a SQLite database (it does not start with \"SQLite format 3\")",
         ));
     }
-    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-        1 => 65536,
-        raw => u32::from(raw),
-    };
-    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+    let page_size = header_page_size(header).unwrap_or_default();
+    if !is_page_size(u64::from(page_size)) {
         return Err(invalid(
             name,
             format_args!(
@@ -438,9 +435,9 @@ pub fn copy(source: &Source, target: &Database, overwrite: Overwrite) -> Result<
     source.stream(|size, next| {
         let mut progress = Progress::new(label, Unit::Bytes, Some(size))?;
         let mut reader = BlockReader::new(counted(next, &mut progress));
-        let mut header = Vec::with_capacity(HEADER_LEN);
+        let mut header = Vec::with_capacity(SQLITE_HEADER_LEN);
         (&mut reader)
-            .take(HEADER_LEN as u64)
+            .take(SQLITE_HEADER_LEN as u64)
             .read_to_end(&mut header)
             .map_err(|error| from_io(&error).unwrap_or_else(|| invalid(&name, error)))?;
         let image = check_image(&header, size, &name)?;
@@ -545,7 +542,9 @@ pub fn serialize_to_file(source: &Source, path: &Path, overwrite: Overwrite) -> 
 /// the change counter (and the "version valid for" that mirrors it) is moved on by one.
 fn distinct_header(block0: &Bytes, current: Option<&Bytes>) -> Bytes {
     let same = match current {
-        Some(current) if current.len() >= HEADER_LEN && block0.len() >= HEADER_LEN => {
+        Some(current)
+            if current.len() >= SQLITE_HEADER_LEN && block0.len() >= SQLITE_HEADER_LEN =>
+        {
             current[24..40] == block0[24..40]
         }
         _ => false,
@@ -714,8 +713,8 @@ mod tests {
 
     /// A valid header for a database of `pages` pages of `page_size` bytes.
     fn header(page_size: u32, pages: u32, counter: u32) -> Vec<u8> {
-        let mut header = vec![0u8; HEADER_LEN];
-        header[..16].copy_from_slice(MAGIC);
+        let mut header = vec![0u8; SQLITE_HEADER_LEN];
+        header[..16].copy_from_slice(SQLITE_MAGIC);
         let raw = if page_size == 65536 {
             1
         } else {
@@ -734,7 +733,7 @@ mod tests {
         let mut bytes: Vec<u8> = (0..page_size as usize * pages as usize)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect();
-        bytes[..HEADER_LEN].copy_from_slice(&header(page_size, pages, counter));
+        bytes[..SQLITE_HEADER_LEN].copy_from_slice(&header(page_size, pages, counter));
         bytes
     }
 

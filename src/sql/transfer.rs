@@ -20,7 +20,8 @@ use crate::config::Layout;
 use crate::error::{Error, Operation, Result};
 use crate::progress::{Progress, Unit};
 use crate::storage::Snapshot;
-use crate::transfer::{self, Overwrite, Source, HEADER_LEN};
+use crate::storage::SQLITE_HEADER_LEN;
+use crate::transfer::{self, Overwrite, Source};
 use crate::vfs::Database;
 
 /// The database `source` names and, for the versioned layout, the version to read: a past
@@ -196,9 +197,9 @@ fn deserialize(
                     |error: std::io::Error| Error::Invalid(format!("cannot read {name}: {error}"));
                 let mut file = std::fs::File::open(path).map_err(cannot)?;
                 let size = file.metadata().map_err(cannot)?.len();
-                let mut header = Vec::with_capacity(HEADER_LEN);
+                let mut header = Vec::with_capacity(SQLITE_HEADER_LEN);
                 (&mut file)
-                    .take(HEADER_LEN as u64)
+                    .take(SQLITE_HEADER_LEN as u64)
                     .read_to_end(&mut header)
                     .map_err(cannot)?;
                 let image = transfer::check_image(&header, size, &name)?;

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::Codec;
 use super::format::{corrupt, open_envelope, seal};
-use super::{BlockIndex, BlockSize, Snapshot, TxId};
+use super::{
+    header_page_size, is_page_size, BlockIndex, BlockSize, Snapshot, TxId, SQLITE_HEADER_LEN,
+    SQLITE_MAGIC,
+};
 use crate::error::Result;
 
 /// An index holds at most this many bytes of pages (about 4,000 pages of 4 KiB, the interior
@@ -33,19 +36,17 @@ const INTERIOR_TYPES: [u8; 2] = [0x02, 0x05];
 /// A freelist or overflow page that happens to start with such a byte is harmless: it is
 /// tagged like any other and only takes room.
 pub fn is_interior(number: u32, page: &[u8]) -> bool {
-    let at = if number == 1 { 100 } else { 0 };
+    let at = if number == 1 { SQLITE_HEADER_LEN } else { 0 };
     page.get(at)
         .is_some_and(|kind| INTERIOR_TYPES.contains(kind))
 }
 
 /// The page size a database header states, if `block0` starts with one.
 pub fn page_size_of(block0: &[u8]) -> Option<u32> {
-    if block0.len() < 100 || !block0.starts_with(b"SQLite format 3\0") {
+    if block0.len() < SQLITE_HEADER_LEN || !block0.starts_with(SQLITE_MAGIC) {
         return None;
     }
-    let raw = u32::from(u16::from_be_bytes([block0[16], block0[17]]));
-    let size = if raw == 1 { 65536 } else { raw };
-    (size.is_power_of_two() && (512..=65536).contains(&size)).then_some(size)
+    header_page_size(block0).filter(|size| is_page_size(u64::from(*size)))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,7 +198,7 @@ impl InteriorPages {
         let raw: RawIndex = envelope.header(key)?;
         let payload = envelope.payload;
         let page_size = raw.page_size;
-        if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {
+        if !is_page_size(u64::from(page_size)) {
             return Err(corrupt(key, format!("bad page size {page_size}")));
         }
         if payload.len() as u64 != raw.pages.len() as u64 * u64::from(page_size) {

@@ -69,6 +69,32 @@ impl fmt::Display for TxId {
     }
 }
 
+/// The first bytes of every SQLite database file.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// The length of SQLite's database header, at the start of page 1.
+pub const SQLITE_HEADER_LEN: usize = 100;
+
+/// Whether `bytes` is a page size SQLite allows: a power of two from 512 to 65536.
+pub fn is_page_size(bytes: u64) -> bool {
+    bytes.is_power_of_two() && (512..=65536).contains(&bytes)
+}
+
+/// The page size a SQLite database header states (bytes 16-17; 1 means 65536), valid or not;
+/// `None` when `header` is too short to hold it.
+pub fn header_page_size(header: &[u8]) -> Option<u32> {
+    let raw = u16::from_be_bytes([*header.get(16)?, *header.get(17)?]);
+    Some(if raw == 1 { 65536 } else { u32::from(raw) })
+}
+
+/// The 1-based number of the page a read of `len` bytes at `offset` is, when it is exactly one
+/// page of a database whose page size is `len`.
+pub fn page_number(offset: ByteOffset, len: usize) -> Option<u32> {
+    let len = len as u64;
+    (is_page_size(len) && offset.0.is_multiple_of(len))
+        .then(|| u32::try_from(offset.0 / len + 1).ok())
+        .flatten()
+}
+
 /// The size of every block of a database but its last; a power of two, fixed at creation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockSize(u32);
@@ -222,6 +248,20 @@ mod tests {
             assert_eq!(total, size);
             assert_eq!(block_size.block_len(BlockIndex(count), size), 0);
         }
+    }
+
+    #[test]
+    fn sqlite_page_facts() {
+        assert_eq!(header_page_size(&[0u8; 17]), None);
+        let mut header = [0u8; 100];
+        header[16..18].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(header_page_size(&header), Some(65536));
+        header[16..18].copy_from_slice(&3000u16.to_be_bytes());
+        assert_eq!(header_page_size(&header), Some(3000));
+        assert!(!is_page_size(3000) && !is_page_size(256) && is_page_size(4096));
+        assert_eq!(page_number(ByteOffset(8192), 4096), Some(3));
+        assert_eq!(page_number(ByteOffset(8192), 100), None);
+        assert_eq!(page_number(ByteOffset(8193), 4096), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::runtime;
 use crate::storage::block::{checksum, BlockRef};
 use crate::storage::interior::{self, InteriorPages};
 use crate::storage::log::{self, Edit, Transaction};
-use crate::storage::{BlockIndex, ByteOffset, Snapshot, TxId};
+use crate::storage::{page_number, BlockIndex, ByteOffset, Snapshot, TxId};
 
 /// A block the current transaction changed.
 enum Dirty {
@@ -295,13 +295,13 @@ impl DbFile {
     /// the block is fetched; later misses wait for that load rather than fetch.
     fn indexed_page(&self, offset: ByteOffset, len: usize) -> Option<Bytes> {
         let len64 = len as u64;
-        let is_page = (512..=65536).contains(&len64)
-            && len64.is_power_of_two()
-            && offset.0.is_multiple_of(len64)
-            && len64 <= self.block_size();
-        if !self.interior_index || !is_page || offset.0 + len64 > self.snapshot.size {
+        if !self.interior_index
+            || len64 > self.block_size()
+            || offset.0 + len64 > self.snapshot.size
+        {
             return None;
         }
+        let number = page_number(offset, len)?;
         let (index, within) = self.snapshot.block_size.locate(offset);
         if self
             .txn
@@ -318,7 +318,6 @@ impl DbFile {
         if self.database.want_interior(&self.snapshot) {
             return None;
         }
-        let number = u32::try_from(offset.0 / len64 + 1).ok()?;
         self.database
             .interior_page(&self.snapshot, number)
             .filter(|page| page.len() == len)
@@ -330,17 +329,11 @@ impl DbFile {
     /// transactions prefetch.
     fn prefetch_level(&mut self, offset: ByteOffset, page: &[u8]) {
         let len = page.len() as u64;
-        let is_page =
-            (512..=65536).contains(&len) && len.is_power_of_two() && offset.0.is_multiple_of(len);
-        if self.prefetch_size == 0
-            || self.level != LockLevel::Shared
-            || self.txn.is_some()
-            || !is_page
-        {
+        if self.prefetch_size == 0 || self.level != LockLevel::Shared || self.txn.is_some() {
             return;
         }
-        let (Ok(number), Ok(page_count)) = (
-            u32::try_from(offset.0 / len + 1),
+        let (Some(number), Ok(page_count)) = (
+            page_number(offset, page.len()),
             u32::try_from(self.snapshot.size / len),
         ) else {
             return;

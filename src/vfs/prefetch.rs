@@ -10,6 +10,9 @@
 
 use std::collections::VecDeque;
 
+use crate::storage::interior::is_interior;
+use crate::storage::SQLITE_HEADER_LEN;
+
 /// Interior pages remembered at most (each with its children): the most recently read.
 const MAX_TRACKED: usize = 64;
 
@@ -109,12 +112,11 @@ fn be32(page: &[u8], at: usize) -> Option<u32> {
 /// The child page numbers of `page` if it is an interior page of a table or index B-tree of a
 /// database of `page_count` pages; `None` for any other page, or one that does not parse.
 pub fn interior_children(number: u32, page: &[u8], page_count: u32) -> Option<Vec<u32>> {
-    // Page 1 starts with the 100-byte database header.
-    let header = if number == 1 { 100 } else { 0 };
-    // 0x02: interior index page, 0x05: interior table page.
-    if !matches!(page.get(header), Some(0x02 | 0x05)) {
+    if !is_interior(number, page) {
         return None;
     }
+    // Page 1 starts with the database header.
+    let header = if number == 1 { SQLITE_HEADER_LEN } else { 0 };
     let cells = be16(page, header + 3)?;
     let pointers = header + 12;
     if pointers + 2 * cells > page.len() {
