@@ -174,7 +174,7 @@ fn parse_block_key(location: &Location, key: &str) -> Option<(u64, TxId)> {
 
 /// The checkpoint `key` names, or whose interior-page index it is.
 fn parse_checkpoint_key(location: &Location, key: &str) -> Option<(Version, TxId)> {
-    let key = super::interior::checkpoint_of_index(key).unwrap_or(key);
+    let key = key.strip_suffix(super::INTERIOR_SUFFIX).unwrap_or(key);
     let rest = key.strip_prefix(&format!("{}/checkpoints/", location.prefix))?;
     let (version, txid) = rest.split_once('-')?;
     (version.len() == 20).then_some(())?;
@@ -413,7 +413,7 @@ mod tests {
     use crate::runtime::block_on;
     use crate::storage::codec::Codec;
     use crate::storage::history::load_version;
-    use crate::storage::interior::{index_key, InteriorPages};
+    use crate::storage::interior::InteriorPages;
     use crate::storage::log::{commit, fetch_interior, load_latest, upload_blocks, Transaction};
     use crate::storage::{BlockIndex, BlockSize, Snapshot};
     use bytes::Bytes;
@@ -587,9 +587,10 @@ mod tests {
         let expected_checkpoints: BTreeSet<String> = retained
             .iter()
             .flat_map(|snapshot| {
-                let key = location().checkpoint_key(snapshot.base_version, snapshot.base_txid);
+                let (version, txid) = (snapshot.base_version, snapshot.base_txid);
+                let key = location().checkpoint_key(version, txid);
                 assert!(snapshot.interior > 0, "every checkpoint here has an index");
-                [index_key(&key), key]
+                [location().interior_key(version, txid), key]
             })
             .collect();
         assert_eq!(checkpoints, expected_checkpoints);

@@ -221,16 +221,6 @@ impl InteriorPages {
     }
 }
 
-/// The key of the interior-page index beside checkpoint `checkpoint_key`.
-pub fn index_key(checkpoint_key: &str) -> String {
-    format!("{checkpoint_key}.interior")
-}
-
-/// The checkpoint key an index key belongs to, if `key` is one.
-pub fn checkpoint_of_index(key: &str) -> Option<&str> {
-    key.strip_suffix(".interior")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -594,7 +594,7 @@ pub async fn commit(
             codec: parent.codec,
         };
         if let Some(body) = index_body {
-            checkpoint_upload.push((interior::index_key(&key), body));
+            checkpoint_upload.push((location.interior_key(version, txid), body));
         }
         checkpoint_upload.push((key, Checkpoint::encode(&checkpoint)));
         snapshot.base_version = version;
@@ -726,8 +726,7 @@ pub async fn fetch_interior(
     if snapshot.interior == 0 {
         return Ok(None);
     }
-    let key =
-        interior::index_key(&location.checkpoint_key(snapshot.base_version, snapshot.base_txid));
+    let key = location.interior_key(snapshot.base_version, snapshot.base_txid);
     get_verified(backend, &key, |body| {
         let index = InteriorPages::decode(&key, body)?;
         Ok((body.clone(), Arc::new(index)))

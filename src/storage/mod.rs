@@ -158,6 +158,9 @@ pub struct Piece {
     pub buffer: std::ops::Range<usize>,
 }
 
+/// What an interior-page index's key adds to its checkpoint's.
+pub const INTERIOR_SUFFIX: &str = ".interior";
+
 /// Where one database lives: a bucket and a key prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Location {
@@ -177,6 +180,10 @@ impl Location {
     }
     pub fn checkpoint_key(&self, version: Version, txid: TxId) -> String {
         format!("{}/checkpoints/{:020}-{}", self.prefix, version.0, txid)
+    }
+    /// The interior-page index beside the checkpoint of `version` (see [`interior`]).
+    pub fn interior_key(&self, version: Version, txid: TxId) -> String {
+        format!("{}{INTERIOR_SUFFIX}", self.checkpoint_key(version, txid))
     }
     pub fn head_key(&self) -> String {
         format!("{}/head", self.prefix)

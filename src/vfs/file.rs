@@ -1383,12 +1383,10 @@ mod tests {
 
         // An index that is gone (or damaged) only costs the blocks.
         let snapshot = writer.snapshot().clone();
-        let key = crate::storage::interior::index_key(
-            &writer
-                .database()
-                .location
-                .checkpoint_key(snapshot.base_version, snapshot.base_txid),
-        );
+        let key = writer
+            .database()
+            .location
+            .interior_key(snapshot.base_version, snapshot.base_txid);
         gauge.inner.set_object(&key, Bytes::from_static(b"damaged"));
         let mut reader = cold_reader(&gauge);
         for number in 1..=64u64 {

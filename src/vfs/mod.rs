@@ -29,7 +29,7 @@ use crate::storage::block::{self, BlockRef, PatchCache};
 use crate::storage::history::{self, Pin};
 use crate::storage::interior::InteriorPages;
 use crate::storage::log::{self, Probe, MAX_IN_FLIGHT};
-use crate::storage::{self, BlockIndex, Location, Snapshot, TxId, Version};
+use crate::storage::{BlockIndex, Location, Snapshot, TxId, Version};
 use lock::LockTable;
 
 /// The bytes of commit-record pages each database keeps for assembling patched blocks.
@@ -679,11 +679,9 @@ impl Database {
             "interior-{:020}-{}",
             snapshot.base_version.0, snapshot.base_txid
         );
-        let key = storage::interior::index_key(
-            &self
-                .location
-                .checkpoint_key(snapshot.base_version, snapshot.base_txid),
-        );
+        let key = self
+            .location
+            .interior_key(snapshot.base_version, snapshot.base_txid);
         if let Some(body) = self
             .disk
             .as_ref()
