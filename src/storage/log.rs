@@ -299,6 +299,16 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// The blocks this transaction hands over with their new content (`upload` and `edits`;
+    /// not those uploaded early).
+    pub fn written(&self) -> impl Iterator<Item = (BlockIndex, &Bytes)> {
+        let edited = self.edits.iter().map(|(index, edit)| (*index, &edit.data));
+        self.upload
+            .iter()
+            .map(|(index, data)| (*index, data))
+            .chain(edited)
+    }
+
     /// A transaction on `parent` that changes nothing yet.
     pub fn new(parent: Arc<Snapshot>, txid: TxId, size: u64, checked: Instant) -> Transaction {
         Transaction {

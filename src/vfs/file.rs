@@ -665,17 +665,7 @@ impl DbFile {
     /// checkpoint's interior-page index.
     fn held_interior_pages(&self, transaction: &Transaction) -> Option<InteriorPages> {
         let block_size = self.snapshot.block_size;
-        let changed: BTreeMap<BlockIndex, &Bytes> = transaction
-            .upload
-            .iter()
-            .map(|(index, data)| (*index, data))
-            .chain(
-                transaction
-                    .edits
-                    .iter()
-                    .map(|(index, edit)| (*index, &edit.data)),
-            )
-            .collect();
+        let changed: BTreeMap<BlockIndex, &Bytes> = transaction.written().collect();
         let block0 = match changed.get(&BlockIndex(0)) {
             Some(data) => Some((*data).clone()),
             None => self
@@ -776,25 +766,10 @@ impl DbFile {
         if let Err(error) = self.database.check_conditional_writes() {
             return Err(self.abandon(error));
         }
+        let txid = transaction.txid;
         let written: Vec<(BlockKey, Bytes)> = transaction
-            .upload
-            .iter()
-            .map(|(index, data)| (index, data))
-            .chain(
-                transaction
-                    .edits
-                    .iter()
-                    .map(|(index, edit)| (index, &edit.data)),
-            )
-            .map(|(index, data)| {
-                (
-                    BlockKey {
-                        index: *index,
-                        txid: transaction.txid,
-                    },
-                    data.clone(),
-                )
-            })
+            .written()
+            .map(|(index, data)| (BlockKey { index, txid }, data.clone()))
             .collect();
         let (backend, location) = (self.database.backend(), self.database.location.clone());
         let started = Instant::now();
