@@ -591,9 +591,12 @@ pub async fn commit(
         let blocks = snapshot.full_map();
         let key = location.checkpoint_key(version, txid);
         // A forced checkpoint replaces every block: nothing of the parent's index carries.
-        let carried = (!forced).then_some(previous_interior);
-        let index =
-            interior_index(&backend, &location, &parent, &snapshot, interior, carried).await;
+        let previous = match previous_interior {
+            _ if forced => None,
+            Some(previous) => Some(previous),
+            None => previous_index(&backend, &location, &parent).await,
+        };
+        let index = interior_index(interior, previous.as_deref(), &snapshot);
         let index_body = index.as_ref().map(|index| index.encode(parent.codec));
         let checkpoint = ParsedCheckpoint {
             version,
@@ -692,38 +695,39 @@ pub async fn commit(
     Ok(Arc::new(snapshot))
 }
 
-/// The interior-page index of the checkpoint at `next`, the version after `parent`: the pages
-/// the caller holds, then those of the parent's index still valid (`carried`: the caller's
-/// copy, else fetched; `None`: none carried), each kept only if its tag is its block's content
-/// name at `next`. `None` when it would be empty. Best effort: an index that cannot be
-/// fetched is left out, never an error.
-async fn interior_index(
-    backend: &Arc<dyn Backend>,
-    location: &Location,
-    parent: &Snapshot,
-    next: &Snapshot,
+/// The interior-page index of the checkpoint at `next`: the pages the caller holds, then those
+/// of the previous checkpoint's index, each kept only if its tag is its block's content name
+/// at `next`. `None` when it would be empty.
+fn interior_index(
     held: Option<InteriorPages>,
-    carried: Option<Option<Arc<InteriorPages>>>,
+    previous: Option<&InteriorPages>,
+    next: &Snapshot,
 ) -> Option<InteriorPages> {
-    let previous = match carried {
-        None => None,
-        Some(Some(previous)) => Some(previous),
-        Some(None) if parent.interior > 0 && parent.interior <= 2 * interior::MAX_INDEX_BYTES => {
-            let fetched = fetch_interior(backend, location, parent).await;
-            fetched.ok().flatten().map(|(_, index)| index)
-        }
-        Some(None) => None,
-    };
-    let mut index = match (held, &previous) {
+    let mut index = match (held, previous) {
         (Some(held), _) => held,
         (None, Some(previous)) => InteriorPages::new(previous.page_size()),
         (None, None) => return None,
     };
-    if let Some(previous) = &previous {
+    if let Some(previous) = previous {
         index.fill_from(previous);
     }
     index.retain_valid(next);
     (!index.is_empty()).then_some(index)
+}
+
+/// The index of `parent`'s checkpoint, for a checkpoint to carry its still valid pages
+/// forward. Best effort: one that cannot be fetched (or is implausibly large) is left out,
+/// never an error.
+async fn previous_index(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    parent: &Snapshot,
+) -> Option<Arc<InteriorPages>> {
+    if parent.interior > 2 * interior::MAX_INDEX_BYTES {
+        return None;
+    }
+    let fetched = fetch_interior(backend, location, parent).await;
+    fetched.ok().flatten().map(|(_, index)| index)
 }
 
 /// The interior-page index of `snapshot`'s checkpoint, with the object's body, `None` when it
