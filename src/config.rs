@@ -558,79 +558,40 @@ mod tests {
         assert_eq!(config.prefetch_size, DEFAULT_PREFETCH_SIZE);
     }
 
+    /// `pairs` after `bucket=b`, parsed without environment.
+    fn with_bucket(pairs: &[(&str, &str)]) -> Result<Config> {
+        let mut all = vec![("bucket", "b")];
+        all.extend_from_slice(pairs);
+        Config::parse("x", &params(&all), no_env)
+    }
+
     #[test]
     fn errors_name_the_parameter() {
-        let error = Config::parse("x", &params(&[("bucket", "b"), ("blok_size", "1")]), no_env)
-            .unwrap_err();
-        assert!(error.to_string().contains("blok_size"), "{error}");
-        let error = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("block_size", "1000")]),
-            no_env,
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("block_size"), "{error}");
-        let error = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("cache_size", "lots")]),
-            no_env,
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("cache_size"), "{error}");
-        let error = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("prefetch_size", "some")]),
-            no_env,
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("prefetch_size"), "{error}");
-        let off = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("prefetch_size", "0")]),
-            no_env,
-        )
-        .expect("0 turns prefetch off");
+        for (name, value) in [
+            ("blok_size", "1"),
+            ("block_size", "1000"),
+            ("cache_size", "lots"),
+            ("prefetch_size", "some"),
+            ("interior_index", "yes please"),
+            ("endpoint", "localhost:9"),
+        ] {
+            let error = with_bucket(&[(name, value)]).expect_err("refused");
+            assert!(error.to_string().contains(name), "{error}");
+        }
+        let off = with_bucket(&[("prefetch_size", "0")]).expect("0 turns prefetch off");
         assert_eq!(off.prefetch_size, 0);
         assert!(off.interior_index);
-        let without = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("interior_index", "0")]),
-            no_env,
-        )
-        .expect("valid");
+        let without = with_bucket(&[("interior_index", "0")]).expect("valid");
         assert!(!without.interior_index);
-        let zstd = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("compression", "zstd:9")]),
-            no_env,
-        )
-        .expect("valid");
+        let zstd = with_bucket(&[("compression", "zstd:9")]).expect("valid");
         assert_eq!(zstd.compression, Some(Codec::Zstd(9)));
         for (value, layout) in [("zstd:99", "versioned"), ("zstd", "sqlite-s3vfs")] {
-            let error = Config::parse(
-                "x",
-                &params(&[("bucket", "b"), ("compression", value), ("layout", layout)]),
-                no_env,
-            )
-            .expect_err("refused");
+            let error =
+                with_bucket(&[("compression", value), ("layout", layout)]).expect_err("refused");
             assert!(error.to_string().contains("compression"), "{error}");
         }
-        let error = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("interior_index", "yes please")]),
-            no_env,
-        )
-        .expect_err("refused");
-        assert!(error.to_string().contains("interior_index"), "{error}");
         let error = Config::parse("x", &[], no_env).unwrap_err();
         assert!(error.to_string().contains("S3VFS_BUCKET"), "{error}");
-        let error = Config::parse(
-            "x",
-            &params(&[("bucket", "b"), ("endpoint", "localhost:9")]),
-            no_env,
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("endpoint"), "{error}");
     }
 
     #[test]
