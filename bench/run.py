@@ -557,6 +557,8 @@ def main():
         "- Systems: s3vfs ("
         + (f"URI parameters `{os.environ['BENCH_S3VFS_PARAMS']}`" if os.environ.get("BENCH_S3VFS_PARAMS")
            else "default 256 KiB blocks and `cache_size`")
+        + ("; encrypted: a key in S3VFS_ENCRYPTION_KEY or S3VFS_KEY_FILE"
+           if os.environ.get("S3VFS_ENCRYPTION_KEY") or os.environ.get("S3VFS_KEY_FILE") else "")
         + "); sqlite-s3vfs (PyPI, 4096-byte blocks, "
         "apsw + boto3, its journal also in S3, no locking); plain SQLite on a local file (the floor; "
         "(de)serialize is a file copy). All three through the same apsw SQLite, page size 4096, "

@@ -20,6 +20,8 @@ SELECT s3vfs_last_error();
 .open 'file:t008.db?vfs=s3vfs&bucket=a/b'
 .open 'file:t008.db?vfs=s3vfs&compression=lz4'
 .open 'file:t008.db?vfs=s3vfs&compression=zstd:30'
+.open 'file:t008.db?vfs=s3vfs&encryption=aes'
+.open 'file:t008.db?vfs=s3vfs&encryption=aes-256-gcm'
 .open 'file:t008.db?vfs=s3vfs&interior_index=maybe'
 -- An empty path: SQLite would make it a private temporary database that never reaches the
 -- bucket, so the open fails instead.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::backend::s3::Endpoint;
+use crate::crypto::{Keyring, CIPHER};
 use crate::error::{Error, Result};
 use crate::storage::codec::Codec;
 use crate::storage::format::MIN_GC_MARGIN_MS;
@@ -57,6 +58,7 @@ pub const PARAMETERS: &[&str] = &[
     "prefetch_size",
     "interior_index",
     "compression",
+    "encryption",
 ];
 
 /// How a database is laid out in the bucket, chosen with the `layout` URI parameter.
@@ -119,6 +121,10 @@ pub struct Config {
     /// `compression=`: how a database created by this open stores its objects; `None`: as
     /// the database says, raw for a new one.
     pub compression: Option<Codec>,
+    /// The keys of `S3VFS_ENCRYPTION_KEY` or `S3VFS_KEY_FILE`, unless `encryption=none`:
+    /// with keys, a database created by this open is encrypted, and only an encrypted
+    /// database opens. `None`: no key, or `encryption=none`.
+    pub encryption: Option<Keyring>,
 }
 
 /// Parses `65536`, `64k`, `64KiB`, `16M`, `1GiB` (binary units).
@@ -234,6 +240,7 @@ impl Config {
         let mut prefetch_size = DEFAULT_PREFETCH_SIZE;
         let mut interior_index = true;
         let mut compression = None;
+        let mut encryption = None;
         let mut staleness = Duration::ZERO;
         let mut layout = Layout::Versioned;
         let mut pin = None;
@@ -270,6 +277,13 @@ impl Config {
                             "none, zstd, or zstd:LEVEL with a level from 1 to 19",
                         )
                     })?)
+                }
+                "encryption" => {
+                    encryption = Some(match value.trim() {
+                        "none" => false,
+                        CIPHER => true,
+                        _ => return Err(malformed(name, value, "none or aes-256-gcm")),
+                    })
                 }
                 "interior_index" => {
                     interior_index =
@@ -376,6 +390,25 @@ impl Config {
                     .into(),
             ));
         }
+        let keys = Keyring::from_env(&env).map_err(Error::Config)?;
+        let encryption = match (encryption, keys) {
+            (Some(false), _) | (None, None) => None,
+            (Some(true), None) => {
+                return Err(Error::Config(
+                    "encryption=aes-256-gcm needs a key: set S3VFS_ENCRYPTION_KEY to 64 hex \
+                     digits, or S3VFS_KEY_FILE to a file of them"
+                        .into(),
+                ))
+            }
+            (_, Some(keys)) => Some(keys),
+        };
+        if let (Layout::SqliteS3vfs, Some(keys)) = (layout, &encryption) {
+            return Err(Error::Config(format!(
+                "layout=sqlite-s3vfs stores blocks as the Python package reads them, unencrypted, \
+                 and {} is set: add encryption=none to the URI",
+                keys.source()
+            )));
+        }
         let prefix = match layout {
             Layout::Versioned => path.trim_start_matches('/').trim_end_matches('/'),
             // The Python package keys objects by the file name exactly as SQLite passes it.
@@ -447,6 +480,7 @@ impl Config {
             prefetch_size,
             interior_index,
             compression,
+            encryption,
         })
     }
 
@@ -563,6 +597,46 @@ mod tests {
         let mut all = vec![("bucket", "b")];
         all.extend_from_slice(pairs);
         Config::parse("x", &params(&all), no_env)
+    }
+
+    #[test]
+    fn a_key_in_the_environment_encrypts_unless_encryption_none() {
+        const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let keyed = |name: &str| (name == "S3VFS_ENCRYPTION_KEY").then(|| KEY.to_string());
+        let parse = |pairs: &[(&str, &str)], env: &dyn Fn(&str) -> Option<String>| {
+            let mut all = vec![("bucket", "b")];
+            all.extend_from_slice(pairs);
+            Config::parse("x", &params(&all), env)
+        };
+        let encrypted = parse(&[], &keyed).expect("valid");
+        let keys = encrypted.encryption.expect("keys");
+        assert_eq!(keys.source(), "S3VFS_ENCRYPTION_KEY");
+        assert!(!format!("{keys:?}").contains(&KEY[..12]));
+        let plain = parse(&[("encryption", "none")], &keyed).expect("valid");
+        assert_eq!(plain.encryption, None);
+        assert_eq!(parse(&[], &no_env).expect("valid").encryption, None);
+        let asked = parse(&[("encryption", "aes-256-gcm")], &keyed).expect("valid");
+        assert!(asked.encryption.is_some());
+        for (pairs, env, expected) in [
+            (
+                &[("encryption", "aes-256-gcm")][..],
+                &no_env as &dyn Fn(&str) -> Option<String>,
+                "needs a key",
+            ),
+            (&[("encryption", "aes")][..], &no_env, "none or aes-256-gcm"),
+            (&[("layout", "sqlite-s3vfs")][..], &keyed, "encryption=none"),
+        ] {
+            let error = parse(pairs, env).expect_err("refused");
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        let legacy = parse(
+            &[("layout", "sqlite-s3vfs"), ("encryption", "none")],
+            &keyed,
+        );
+        assert!(legacy.expect("valid").encryption.is_none());
+        let bad = |name: &str| (name == "S3VFS_ENCRYPTION_KEY").then(|| KEY[1..].to_string());
+        let error = parse(&[], &bad).expect_err("malformed key");
+        assert!(!error.to_string().contains(&KEY[1..13]), "{error}");
     }
 
     #[test]

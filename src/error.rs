@@ -50,6 +50,9 @@ pub enum Error {
     },
     /// An object exists but its content is not what s3vfs wrote.
     Corrupt { key: String, why: String },
+    /// An encrypted database opened without its key, a plain one opened with a key, or an
+    /// object encrypted with another key than its database's.
+    Encryption(String),
     /// The stored format cannot be used as asked (unknown format, conflicting block size).
     Format(String),
     /// A mode or feature s3vfs refuses on purpose.
@@ -97,6 +100,10 @@ impl Error {
     pub fn sqlite_code(&self, operation: Operation) -> i32 {
         match self {
             Error::Config(_) | Error::Format(_) => code::CANTOPEN,
+            Error::Encryption(_) => match operation {
+                Operation::Open => code::CANTOPEN,
+                _ => code::IOERR_DATA,
+            },
             Error::Unsupported(_) => match operation {
                 Operation::Open => code::CANTOPEN,
                 _ => code::ERROR,
@@ -193,7 +200,7 @@ impl Error {
                 version.0
             ),
             Error::Corrupt { key, why } => write!(f, "s3vfs: corrupt object {key}: {why}"),
-            Error::Format(message) => write!(f, "s3vfs: {message}"),
+            Error::Format(message) | Error::Encryption(message) => write!(f, "s3vfs: {message}"),
             Error::Unsupported(message) | Error::Invalid(message) => write!(f, "s3vfs: {message}"),
             Error::Runtime(message) => write!(f, "s3vfs: runtime: {message}"),
             Error::ReadOnly(message) => write!(f, "s3vfs: {message}"),
@@ -220,7 +227,18 @@ impl std::error::Error for Error {}
 
 impl From<BackendError> for Error {
     fn from(error: BackendError) -> Self {
-        Error::Backend(error)
+        match error.kind {
+            // What the encryption layer found in a body that did arrive.
+            BackendErrorKind::Damaged => Error::Corrupt {
+                key: error.key,
+                why: error.detail,
+            },
+            BackendErrorKind::Key => Error::Encryption(format!(
+                "s3://{}/{} {}",
+                error.bucket, error.key, error.detail
+            )),
+            _ => Error::Backend(error),
+        }
     }
 }
 

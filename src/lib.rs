@@ -13,6 +13,7 @@
 //! - [`backend`]: the async object-store trait with S3, memory, retry, metrics and fault layers.
 //! - [`runtime`]: the tokio runtime and the one blocking bridge.
 //! - [`config`]: typed configuration from URI parameters and the environment.
+//! - [`crypto`]: client-side encryption: keys, fingerprints, sealing an object with AES-256-GCM.
 //! - [`sql`]: the SQL functions.
 //! - [`transfer`]: serializing a version out and deserializing a plain file in.
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
@@ -22,6 +23,7 @@
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod ffi;
 pub mod legacy;

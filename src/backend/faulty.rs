@@ -23,6 +23,8 @@ pub enum Fault {
     RefuseCondition,
     /// A GET whose body arrives with one byte changed, as a faulty network might deliver it.
     FlipByte,
+    /// The same, with the byte at this offset changed.
+    FlipByteAt(usize),
 }
 
 pub struct FaultyBackend {
@@ -77,7 +79,9 @@ impl FaultyBackend {
                 request.await?;
                 Err(self.error(operation, key))
             }
-            Some(Fault::RefuseCondition | Fault::FlipByte) | None => request.await,
+            Some(Fault::RefuseCondition | Fault::FlipByte | Fault::FlipByteAt(_)) | None => {
+                request.await
+            }
         }
     }
 }
@@ -89,12 +93,17 @@ impl Backend for FaultyBackend {
     }
 
     async fn get(&self, key: &str) -> BackendResult<Option<Bytes>> {
-        if self.faults.lock().first() == Some(&("GET", Fault::FlipByte)) {
+        let flip = match self.faults.lock().first() {
+            Some(("GET", Fault::FlipByte)) => Some(None),
+            Some(("GET", Fault::FlipByteAt(at))) => Some(Some(*at)),
+            _ => None,
+        };
+        if let Some(at) = flip {
             self.take("GET");
             let body = self.inner.get(key).await?;
             return Ok(body.map(|body| {
                 let mut changed = body.to_vec();
-                if let Some(byte) = changed.get_mut(body.len() / 2) {
+                if let Some(byte) = changed.get_mut(at.unwrap_or(body.len() / 2)) {
                     *byte ^= 0x20;
                 }
                 Bytes::from(changed)

@@ -1,5 +1,6 @@
 //! The object-store trait s3vfs is written against, and its layers: S3 (aws-sdk-s3), an
-//! in-memory store for unit tests, retries with backoff, request metrics and fault injection.
+//! in-memory store for unit tests, retries with backoff, request metrics, fault injection and
+//! client-side encryption.
 //!
 //! The trait is async and object-level; it knows nothing of SQLite.
 
@@ -8,6 +9,7 @@ pub mod memory;
 pub mod metered;
 pub mod retry;
 pub mod s3;
+pub mod sealed;
 
 use std::fmt;
 use std::future::Future;
@@ -32,6 +34,12 @@ pub enum BackendErrorKind {
     Unreachable,
     /// Anything else; retrying will not help.
     Permanent,
+    /// The object came back, but its encryption does not check out: changed at rest or in
+    /// transit, or moved from another key (see [`sealed`]).
+    Damaged,
+    /// The object is not encrypted with the database's key, or not encrypted at all while a
+    /// key is set (see [`sealed`]).
+    Key,
 }
 
 /// A failed object request, with what a person needs to act on it.
@@ -68,8 +76,10 @@ impl fmt::Display for BackendError {
                 " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile, and the bucket's permissions)"
             ),
             BackendErrorKind::Transient => write!(f, " (gave up after retries)"),
-            BackendErrorKind::Unreachable => Ok(()),
-            BackendErrorKind::Permanent => Ok(()),
+            BackendErrorKind::Unreachable
+            | BackendErrorKind::Permanent
+            | BackendErrorKind::Damaged
+            | BackendErrorKind::Key => Ok(()),
         }
     }
 }

@@ -11,7 +11,9 @@
 //! place, so a reader sees a whole file or none, and a process killed while writing leaves
 //! only a temporary file, which no reader opens and the eviction removes. A file whose magic,
 //! length or digest is wrong (a torn write by a crashed host, a byte changed on disk) is a
-//! miss: it is deleted and the block fetched again.
+//! miss: it is deleted and the block fetched again. A block of an encrypted database is kept
+//! sealed with the database's key (see [`crate::crypto`]), bound to its file name, so the
+//! directory holds none of its content in plain.
 //!
 //! The directory is kept within its byte budget by every process that writes into it: after
 //! each eighth of the budget written, a process lists the directory and deletes the least
@@ -35,6 +37,7 @@ use md5::Digest;
 use parking_lot::Mutex;
 
 use super::BlockKey;
+use crate::crypto::Sealer;
 
 const MAGIC: &[u8; 8] = b"S3VFSBK1";
 const HEADER_LEN: usize = MAGIC.len() + 16;
@@ -67,6 +70,8 @@ pub struct DiskStats {
 pub struct DiskCache {
     directory: Arc<DiskDirectory>,
     folder: PathBuf,
+    /// An encrypted database's sealer: its files are sealed with the database's key.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl DiskDirectory {
@@ -128,6 +133,7 @@ impl DiskDirectory {
         DiskCache {
             directory: self.clone(),
             folder: self.root.join(folder),
+            sealer: None,
         }
     }
 
@@ -197,6 +203,16 @@ impl DiskDirectory {
 }
 
 impl DiskCache {
+    /// These files, sealed with `sealer`'s key when there is one.
+    pub fn sealed_by(self, sealer: Option<Arc<Sealer>>) -> DiskCache {
+        DiskCache { sealer, ..self }
+    }
+
+    /// The associated data a file named `name` is sealed with.
+    fn sealed_name(name: &str) -> String {
+        format!("cache/{name}")
+    }
+
     fn name(key: &BlockKey) -> String {
         format!("{:010}-{}", key.index.0, key.txid)
     }
@@ -223,14 +239,18 @@ impl DiskCache {
         let found = fs::read(&path).ok().and_then(|file| {
             let body = file.get(HEADER_LEN..)?;
             let intact = file.starts_with(MAGIC)
-                && body.len() as u64 == len
                 && md5::Md5::digest(body)[..] == file[MAGIC.len()..HEADER_LEN];
-            if !intact {
+            let content = match &self.sealer {
+                _ if !intact => None,
+                None => Some(Bytes::copy_from_slice(body)),
+                Some(sealer) => sealer.open(&Self::sealed_name(name), body).ok(),
+            }
+            .filter(|content| content.len() as u64 == len);
+            if content.is_none() {
                 // Torn or changed on disk: fetch it again, and write it anew.
                 let _ = fs::remove_file(&path);
-                return None;
             }
-            Some(Bytes::copy_from_slice(body))
+            content
         });
         let counter = match found {
             Some(_) => &self.directory.hits,
@@ -248,6 +268,11 @@ impl DiskCache {
 
     /// Keeps a copy of the immutable object `name`, as [`DiskCache::put`] does a block.
     pub fn put_named(&self, name: &str, data: &[u8]) {
+        let sealed = self
+            .sealer
+            .as_ref()
+            .map(|sealer| sealer.seal(&Self::sealed_name(name), data));
+        let data = sealed.as_deref().unwrap_or(data);
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let directory = &self.directory;
         let temporary = directory.root.join("tmp").join(format!(
@@ -312,6 +337,37 @@ mod tests {
             index: BlockIndex(index),
             txid: TxId(0xabc0 + index),
         }
+    }
+
+    #[test]
+    fn an_encrypted_database_keeps_its_blocks_sealed_on_disk() {
+        use crate::crypto::{Key, Keyring};
+        let sealer = |hex: &str| {
+            let ring = Keyring::new(vec![Key::from_hex(hex).expect("key")], "test");
+            Some(Arc::new(Sealer::new(ring.expect("ring"))))
+        };
+        let root = scratch("sealed");
+        let directory = DiskDirectory::open(&root, 1 << 20, 512, quiet).expect("opens");
+        let key_a = "aa".repeat(32);
+        let cache = directory.database("e|b|db").sealed_by(sealer(&key_a));
+        let block = b"SQLite format 3\0".repeat(256);
+        cache.put(&key(1), &block);
+        let file = fs::read(cache.path(&key(1))).expect("file");
+        assert!(!file.windows(15).any(|window| window == b"SQLite format 3"));
+        assert_eq!(
+            cache.get(&key(1), block.len() as u64).expect("hit")[..],
+            block[..]
+        );
+        // Read without the key, or with another, a sealed file is a miss (and goes).
+        let plain = directory.database("e|b|db");
+        assert!(plain.get(&key(1), block.len() as u64).is_none());
+        cache.put(&key(1), &block);
+        let other = directory
+            .database("e|b|db")
+            .sealed_by(sealer(&"bb".repeat(32)));
+        assert!(other.get(&key(1), block.len() as u64).is_none());
+        assert!(!cache.path(&key(1)).exists());
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -186,6 +186,15 @@ impl Envelope {
 /// Splits an object into its JSON header and payload: an envelope (formats 2 and 3) is checked
 /// against its checksum, and a format-3 one decompressed; a format-1 object is all header.
 pub(super) fn open_envelope(key: &str, body: &Bytes) -> Result<Envelope> {
+    if let Some(fingerprint) = crate::crypto::sealed_with(body) {
+        // Only an encrypted database's objects are sealed, and this one is read without keys.
+        return Err(Error::Encryption(format!(
+            "{key} is encrypted with {} (key fingerprint {fingerprint}): the database is \
+             encrypted; set its key in S3VFS_ENCRYPTION_KEY or S3VFS_KEY_FILE (and drop \
+             encryption=none if the URI has it)",
+            crate::crypto::CIPHER
+        )));
+    }
     let Some(newline) = body.iter().position(|byte| *byte == b'\n') else {
         return Ok(Envelope {
             header: body.clone(),

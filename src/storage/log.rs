@@ -15,7 +15,7 @@ use super::{
     BlockIndex, BlockSize, Checkpoint, CommitRecord, Head, Location, Snapshot, TxId, Version,
     FORMAT_VERSION,
 };
-use crate::backend::{run_bounded, Backend, PutOutcome};
+use crate::backend::{run_bounded, Backend, BackendErrorKind, PutOutcome};
 use crate::error::{Error, Result};
 
 /// A new checkpoint is written when the changes since the last one name more blocks than this.
@@ -44,8 +44,15 @@ pub(crate) async fn get_verified<T>(
 ) -> Result<Option<T>> {
     let mut attempt = 1;
     loop {
-        let Some(body) = backend.get(key).await? else {
-            return Ok(None);
+        let body = match backend.get(key).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(None),
+            // A sealed body that does not open (see `backend::sealed`): damaged like any other.
+            Err(error) if error.kind == BackendErrorKind::Damaged && attempt < VERIFY_ATTEMPTS => {
+                attempt += 1;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
         };
         match decode(&body) {
             Err(Error::Corrupt { .. }) if attempt < VERIFY_ATTEMPTS => attempt += 1,
@@ -113,9 +120,12 @@ async fn newest_version(
         Some(version) => version,
         // Only a hint: one that does not decode (damaged, or of another format) is ignored
         // and the log is listed from its start; the newest record decides the format.
-        None => match backend.get(&location.head_key()).await? {
-            Some(body) => Head::decode(&location.head_key(), &body).unwrap_or(Version(0)),
-            None => Version(0),
+        None => match backend.get(&location.head_key()).await {
+            Ok(Some(body)) => Head::decode(&location.head_key(), &body).unwrap_or(Version(0)),
+            Ok(None) => Version(0),
+            // Sealed, but damaged on the way (see `backend::sealed`): a hint all the same.
+            Err(error) if error.kind == BackendErrorKind::Damaged => Version(0),
+            Err(error) => return Err(error.into()),
         },
     };
     let start_after = (start.0 > 0).then(|| location.log_key(start));

@@ -329,7 +329,11 @@ impl DbFile {
     /// transactions prefetch.
     fn prefetch_level(&mut self, offset: ByteOffset, page: &[u8]) {
         let len = page.len() as u64;
-        if self.prefetch_size == 0 || self.level != LockLevel::Shared || self.txn.is_some() {
+        if len == 0
+            || self.prefetch_size == 0
+            || self.level != LockLevel::Shared
+            || self.txn.is_some()
+        {
             return;
         }
         let (Some(number), Ok(page_count)) = (
@@ -903,6 +907,7 @@ mod tests {
     use crate::backend::retry::RetryPolicy;
     use crate::backend::Backend;
     use crate::config::Config;
+    use crate::crypto::Keyring;
     use crate::storage::codec::Codec;
     use crate::storage::BlockSize;
 
@@ -923,14 +928,23 @@ mod tests {
     }
 
     fn run_model(seed: u64, block_size: u64, cache_size: u64) {
-        run_model_stored(seed, block_size, cache_size, Codec::Raw);
+        run_model_stored(seed, block_size, cache_size, Codec::Raw, None);
     }
 
-    fn run_model_stored(seed: u64, block_size: u64, cache_size: u64, codec: Codec) {
+    /// The model run on a database created with `codec`, and encrypted with `keys` when given;
+    /// afterwards, every object is checked to be stored so.
+    fn run_model_stored(
+        seed: u64,
+        block_size: u64,
+        cache_size: u64,
+        codec: Codec,
+        keys: Option<Keyring>,
+    ) {
         let memory = Arc::new(MemoryBackend::new());
         let backend: Arc<dyn Backend> = memory.clone();
         let mut config = config(block_size, cache_size);
         config.compression = Some(codec);
+        config.encryption = keys.clone();
         let database = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
             .expect("opens");
         let mut file = DbFile::new(database, Duration::ZERO);
@@ -1000,6 +1014,12 @@ mod tests {
         assert_eq!(reopened.latest().codec, codec);
         let mut file = DbFile::new(reopened, Duration::ZERO);
         assert_eq!(read_all(&mut file), committed);
+        // Every object of an encrypted database is sealed with its key.
+        let fingerprint = keys.as_ref().and_then(|keys| keys.fingerprints().next());
+        for key in memory.keys() {
+            let stored = memory.object(&key).expect("listed");
+            assert_eq!(crate::crypto::sealed_with(&stored), fingerprint, "{key}");
+        }
         // Every block object is stored with the codec: a zstd frame starts with its magic.
         let blocks: Vec<String> = memory
             .keys()
@@ -1007,8 +1027,14 @@ mod tests {
             .filter(|key| key.contains("/blocks/"))
             .collect();
         assert!(!blocks.is_empty());
+        let sealer = keys.map(crate::crypto::Sealer::new);
         for key in blocks {
-            let stored = memory.object(&key).expect("listed");
+            let mut stored = memory.object(&key).expect("listed");
+            if let Some(sealer) = &sealer {
+                stored = sealer
+                    .open(&key, &stored)
+                    .expect("opens with the database's key");
+            }
             let framed = stored.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
             assert_eq!(framed, codec != Codec::Raw, "{key}");
         }
@@ -1021,7 +1047,101 @@ mod tests {
 
     #[test]
     fn file_matches_a_plain_vector_compressed() {
-        run_model_stored(0x0123_4567_89ab_cdef, 1024, 2048, Codec::Zstd(3));
+        run_model_stored(0x0123_4567_89ab_cdef, 1024, 2048, Codec::Zstd(3), None);
+    }
+
+    #[test]
+    fn file_matches_a_plain_vector_encrypted_and_compressed() {
+        for codec in [Codec::Raw, Codec::Zstd(3)] {
+            run_model_stored(0x005e_ed0f_c1de, 1024, 2048, codec, Some(keys(TEST_KEY)));
+        }
+    }
+
+    const TEST_KEY: &str = "8d1f6c2a4b3e5f7081920a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f";
+    const OTHER_KEY: &str = "11223344556677889900aabbccddeeff11223344556677889900aabbccddeeff";
+
+    fn keys(hex: &str) -> Keyring {
+        let key = crate::crypto::Key::from_hex(hex).expect("key");
+        Keyring::new(vec![key], "S3VFS_ENCRYPTION_KEY").expect("ring")
+    }
+
+    #[test]
+    fn an_encrypted_database_opens_only_with_its_key_and_a_plain_one_only_without() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let plain_config = config(4096, 1 << 20);
+        let mut config = plain_config.clone();
+        config.encryption = Some(keys(TEST_KEY));
+        let database = Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+            .expect("opens");
+        let mut file = DbFile::new(database, Duration::ZERO);
+        file.lock(LockLevel::Shared).expect("locks").expect("free");
+        file.lock(LockLevel::Reserved)
+            .expect("locks")
+            .expect("free");
+        file.write(ByteOffset(0), &[7u8; 8192]).expect("writes");
+        file.sync().expect("commits");
+        file.unlock(LockLevel::None);
+        let open = |keys: Option<Keyring>| {
+            let mut config = config.clone();
+            config.encryption = keys;
+            Database::with_backend(&config, backend.clone(), RetryPolicy::default())
+        };
+        for (keys, expected) in [
+            (None, "set its key in S3VFS_ENCRYPTION_KEY"),
+            (
+                Some(keys(OTHER_KEY)),
+                "is encrypted with the key of fingerprint",
+            ),
+        ] {
+            let error = open(keys).err().expect("refused");
+            assert!(matches!(error, Error::Encryption(_)), "{error:?}");
+            let message = error.to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(!message.contains(&TEST_KEY[..16]), "{message}");
+            assert!(!message.contains(&OTHER_KEY[..16]), "{message}");
+        }
+        // The head hint damaged on the way is only a missed hint, and a damaged record is
+        // fetched again.
+        let head = crate::runtime::block_on({
+            let backend = backend.clone();
+            async move { Ok(backend.get("model.db/head").await?) }
+        });
+        assert!(
+            head.expect("reads").is_some(),
+            "the first commit writes the head"
+        );
+        let faulty = Arc::new(crate::backend::faulty::FaultyBackend::new(backend.clone()));
+        // Past the line, so that the seal's checksum fails, not its line.
+        for _ in ["head", "record"] {
+            faulty.inject("GET", crate::backend::faulty::Fault::FlipByteAt(70));
+        }
+        let damaged = Database::with_backend(&config, faulty, RetryPolicy::default())
+            .expect("opens despite a damaged head");
+        assert_eq!(damaged.latest().size, 8192);
+        let reopened = open(Some(keys(TEST_KEY))).expect("opens with its key");
+        let stats = reopened.stats();
+        assert_eq!(stats.encryption, "aes-256-gcm");
+        let fingerprint = keys(TEST_KEY).fingerprints().next().map(|f| f.to_string());
+        assert_eq!(stats.key_fingerprint, fingerprint);
+        let mut file = DbFile::new(reopened, Duration::ZERO);
+        assert_eq!(read_all(&mut file), vec![7u8; 8192]);
+
+        // A plain database is refused by a process with a key, which names the way out.
+        let plain: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let database = Database::with_backend(&plain_config, plain.clone(), RetryPolicy::default())
+            .expect("opens");
+        let mut file = DbFile::new(database, Duration::ZERO);
+        file.lock(LockLevel::Shared).expect("locks").expect("free");
+        file.lock(LockLevel::Reserved)
+            .expect("locks")
+            .expect("free");
+        file.write(ByteOffset(0), &[1u8; 4096]).expect("writes");
+        file.sync().expect("commits");
+        file.unlock(LockLevel::None);
+        let error = Database::with_backend(&config, plain, RetryPolicy::default())
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("encryption=none"), "{error}");
     }
 
     #[test]

@@ -19,10 +19,12 @@ use parking_lot::{Condvar, Mutex};
 use crate::backend::metered::{process_metrics, MeteredBackend, Metrics, MetricsSnapshot};
 use crate::backend::retry::{RetryPolicy, RetryingBackend};
 use crate::backend::s3::{Endpoint, S3Backend};
+use crate::backend::sealed::SealedBackend;
 use crate::backend::{honours_if_none_match, run_bounded, Backend};
 use crate::cache::disk::{DiskCache, DiskDirectory, DiskStats};
 use crate::cache::{BlockCache, BlockKey, CacheStats};
 use crate::config::{Config, Layout};
+use crate::crypto::{Keyring, Sealer};
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::storage::block::{self, BlockRef, PatchCache};
@@ -69,6 +71,9 @@ pub struct Database {
     records: Arc<PatchCache>,
     /// The disk cache directory's files of this database (`cache_dir=`).
     disk: Option<DiskCache>,
+    /// The keys of an encrypted database (or of one a process with keys creates): its objects,
+    /// and its files in the disk cache, are sealed with them.
+    sealer: Option<Arc<Sealer>>,
     latest: Mutex<Latest>,
     /// Whether a freshness check is under way ([`Database::refresh_checked`]).
     checking: Mutex<bool>,
@@ -87,6 +92,11 @@ pub struct DatabaseStats {
     pub block_size: u64,
     /// `none` or `zstd:LEVEL` (see `compression=`).
     pub compression: String,
+    /// `none` or `aes-256-gcm` (see `S3VFS_ENCRYPTION_KEY`).
+    pub encryption: &'static str,
+    /// The fingerprint of the database's key, when it is encrypted: never the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
     pub requests: MetricsSnapshot,
     pub cache: CacheStats,
     /// The disk cache (`cache_dir=`), when there is one.
@@ -223,10 +233,12 @@ impl Database {
         let found = registry().lock().get(&key).and_then(Weak::upgrade);
         // An idle database opened again with another cache budget starts over with that one.
         let found = found.filter(|database| {
-            database.cache_size == config.cache_size || !let_go_if_idle(database)
+            (database.cache_size == config.cache_size && database.keys() == config.encryption)
+                || !let_go_if_idle(database)
         });
         if let Some(database) = found {
             database.check_layout(config)?;
+            database.check_encryption(config)?;
             database.check_single_writer(config)?;
             database.check_block_size(config)?;
             keep(&database);
@@ -280,6 +292,14 @@ impl Database {
             vec![metrics.clone(), process_metrics().clone()],
         ));
         let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(metered, retry));
+        let sealer = config
+            .encryption
+            .clone()
+            .map(|keys| Arc::new(Sealer::new(keys)));
+        let backend: Arc<dyn Backend> = match &sealer {
+            Some(sealer) => Arc::new(SealedBackend::new(backend, sealer.clone())),
+            None => backend,
+        };
         let location = config.location.clone();
         let (snapshot, checked) = if config.layout == Layout::SqliteS3vfs {
             // Each connection lists the file when it opens it and when a transaction starts.
@@ -304,7 +324,8 @@ impl Database {
             });
             (snapshot, checked)
         };
-        let disk = disk_cache(config, snapshot.block_size.bytes());
+        let disk = disk_cache(config, snapshot.block_size.bytes())
+            .map(|disk| disk.sealed_by(sealer.clone()));
         let records = Arc::new(PatchCache::new(PATCH_CACHE_BYTES));
         // The newest record came with the snapshot: blocks it patches need no second GET.
         records.insert(snapshot.version, snapshot.patches.clone());
@@ -324,6 +345,7 @@ impl Database {
             interior: Arc::default(),
             records,
             disk,
+            sealer,
             latest: Mutex::new(Latest { snapshot, checked }),
             checking: Mutex::new(false),
             check_done: Condvar::new(),
@@ -345,6 +367,27 @@ impl Database {
             self.location.url(),
             self.layout.name(),
             config.layout.name()
+        )))
+    }
+
+    /// The keys this database was opened with.
+    fn keys(&self) -> Option<Keyring> {
+        self.sealer.as_ref().map(|sealer| sealer.ring().clone())
+    }
+
+    fn check_encryption(&self, config: &Config) -> Result<()> {
+        if self.keys() == config.encryption {
+            return Ok(());
+        }
+        let describe = |keys: Option<Keyring>| match keys {
+            Some(keys) => format!("the keys of {}", keys.source()),
+            None => "no key".to_string(),
+        };
+        Err(Error::Config(format!(
+            "{} is open in this process with {}; it cannot also be opened with {}",
+            self.location.url(),
+            describe(self.keys()),
+            describe(config.encryption.clone())
         )))
     }
 
@@ -815,6 +858,16 @@ impl Database {
             size,
             block_size: snapshot.block_size.bytes(),
             compression: snapshot.codec.to_string(),
+            encryption: match self.sealer {
+                Some(_) => crate::crypto::CIPHER,
+                None => "none",
+            },
+            key_fingerprint: self.sealer.as_ref().and_then(|sealer| {
+                let own = sealer.fingerprint();
+                // A database with no object yet will be sealed with the ring's first key.
+                own.or_else(|| sealer.ring().fingerprints().next())
+                    .map(|fingerprint| fingerprint.to_string())
+            }),
             requests: self.metrics.snapshot(),
             cache: self.cache.stats(),
             disk_cache: self.disk.as_ref().map(DiskCache::stats),

@@ -59,6 +59,13 @@ def connect(name, busy_timeout_ms=10_000, **params):
     return conn
 
 
+def other_endpoint():
+    """The same server under another spelling: a new client, with caches of its own."""
+    parsed = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"])
+    host = "localhost" if parsed.hostname == "127.0.0.1" else "127.0.0.1"
+    return f"{parsed.scheme}://{host}:{parsed.port}"
+
+
 def integrity(conn):
     return [row[0] for row in conn.execute("PRAGMA integrity_check")]
 

@@ -3,14 +3,13 @@ fetched again and never reaches SQLite; a byte changed at rest is SQLITE_IOERR_D
 the object, and changes nothing."""
 import hashlib
 import os
-import urllib.parse
 import json
 
 import apsw
 import boto3
 import pytest
 
-from s3vfs_util import connect, extended_code, integrity, proxy_call, unique_name
+from s3vfs_util import connect, extended_code, integrity, other_endpoint, proxy_call, unique_name
 
 SQLITE_IOERR_DATA = 10 | (32 << 8)
 ROWS = 600
@@ -33,13 +32,6 @@ def build(name):
     expected = digest(conn)
     conn.close()
     return expected
-
-
-def other_endpoint():
-    """The same server under another spelling: a new client, with caches of its own."""
-    parsed = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"])
-    host = "localhost" if parsed.hostname == "127.0.0.1" else "127.0.0.1"
-    return f"{parsed.scheme}://{host}:{parsed.port}"
 
 
 def test_bytes_changed_in_transit_are_fetched_again_and_never_reach_sqlite(proxy):

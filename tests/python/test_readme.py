@@ -111,6 +111,14 @@ def test_troubleshooting_messages_are_what_s3vfs_prints(tmp_path):
         "unknown URI parameter \"": cli_error("file:trouble.db?vfs=s3vfs&blok_size=4096"),
         "block_size=": cli_error("file:trouble-bs.db?vfs=s3vfs&block_size=4096"),
     }
+    # An encrypted database opened without its key, with another, and a plain one with a key.
+    sealed = f"file:{unique_name('trouble-sealed')}?vfs=s3vfs"
+    key, other = "ab" * 32, "cd" * 32
+    assert "Error" not in cli_error(sealed, "CREATE TABLE t(x);", S3VFS_ENCRYPTION_KEY=key)
+    found["is encrypted with aes-256-gcm (key fingerprint"] = cli_error(sealed)
+    found["is encrypted with the key of fingerprint"] = cli_error(sealed, S3VFS_ENCRYPTION_KEY=other)
+    found["is not encrypted, but S3VFS_ENCRYPTION_KEY is set"] = cli_error(
+        "file:trouble-bs.db?vfs=s3vfs", S3VFS_ENCRYPTION_KEY=key)
     for start, output in found.items():
         assert start in messages, (start, list(messages))
         quoted = [part.split("…")[0] for part in messages[start].split("|")[1].split("`")[1::2]]
