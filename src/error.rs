@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::backend::{BackendError, BackendErrorKind};
-use crate::storage::Version;
+use crate::units::Version;
 
 /// SQLite result codes used by s3vfs (values from sqlite3.h).
 pub mod code {

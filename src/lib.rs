@@ -8,7 +8,7 @@
 //! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines.
 //! - [`vfs`]: safe VFS logic: opening, locking, a database file's reads, writes and commits.
 //! - [`legacy`]: the object layout of the Python package sqlite-s3vfs (`layout=sqlite-s3vfs`).
-//! - [`storage`]: how a database becomes objects: units, keys, commit records, snapshots.
+//! - [`storage`]: how a database becomes objects: keys, commit records, snapshots.
 //! - [`cache`]: the byte-budgeted LRU of blocks with single-flight misses.
 //! - [`backend`]: the async object-store trait with S3, memory, retry, metrics and fault layers.
 //! - [`runtime`]: the tokio runtime and the one blocking bridge.
@@ -16,6 +16,7 @@
 //! - [`crypto`]: client-side encryption: keys, fingerprints, sealing an object with AES-256-GCM.
 //! - [`sql`]: the SQL functions.
 //! - [`transfer`]: serializing a version out and deserializing a plain file in.
+//! - [`units`]: block indexes, byte offsets, versions, transaction ids, the block size.
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
 //! - [`logging`]: `S3VFS_LOG`'s levels, printed on stderr through the `log` crate.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -35,4 +36,5 @@ pub mod storage;
 #[cfg(test)]
 mod testing;
 pub mod transfer;
+pub mod units;
 pub mod vfs;

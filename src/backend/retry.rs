@@ -99,7 +99,7 @@ impl RetryingBackend {
                         return Err(error);
                     }
                     // Full jitter keeps many clients that failed together from retrying together.
-                    let jitter = (crate::storage::TxId::random().0 % 1000) as u32;
+                    let jitter = (crate::units::TxId::random().0 % 1000) as u32;
                     tokio::time::sleep(backoff.mul_f64(0.5) + backoff.mul_f64(0.5) * jitter / 1000)
                         .await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);

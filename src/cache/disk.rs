@@ -318,7 +318,7 @@ impl DiskCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{BlockIndex, TxId};
+    use crate::units::{BlockIndex, TxId};
 
     fn quiet(_: &str) {}
 

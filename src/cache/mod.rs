@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::storage::block::BlockRef;
-use crate::storage::{BlockIndex, TxId};
+use crate::units::{BlockIndex, TxId};
 
 /// Names one block object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -15,7 +15,7 @@ use crate::config::{Config, Layout};
 use crate::error::{code, Error, Operation, Result};
 use crate::legacy::file::{LegacyFile, Role};
 use crate::runtime;
-use crate::storage::ByteOffset;
+use crate::units::ByteOffset;
 use crate::vfs::file::{DbFile, ReadOutcome};
 use crate::vfs::handle::Handle;
 use crate::vfs::lock::LockLevel;

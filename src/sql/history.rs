@@ -15,7 +15,7 @@ use crate::progress::{Progress, Unit};
 use crate::runtime;
 use crate::storage::gc::{self, Keep};
 use crate::storage::history::{self, format_time};
-use crate::storage::Version;
+use crate::units::Version;
 use crate::vfs::Database;
 
 /// Reports `error` as s3vfs reports every error (sqlite3_log, `s3vfs_last_error()`) and
