@@ -5,7 +5,8 @@
 //! README.md for the object layout, the URI parameters and the guarantees.
 //!
 //! Layers, from C down to the network:
-//! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines.
+//! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines, and the
+//!   SQL functions ([`ffi::sql`]), which decode their arguments and call safe code.
 //! - [`vfs`]: safe VFS logic: opening, locking, a database file's reads, writes and commits.
 //! - [`legacy`]: the object layout of the Python package sqlite-s3vfs (`layout=sqlite-s3vfs`).
 //! - [`storage`]: how a database becomes objects: keys, commit records, snapshots.
@@ -14,7 +15,6 @@
 //! - [`runtime`]: the tokio runtime and the one blocking bridge.
 //! - [`config`]: typed configuration from URI parameters and the environment.
 //! - [`crypto`]: client-side encryption: keys, fingerprints, sealing an object with AES-256-GCM.
-//! - [`sql`]: the SQL functions.
 //! - [`transfer`]: serializing a version out and deserializing a plain file in.
 //! - [`units`]: block indexes, byte offsets, versions, transaction ids, the block size.
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
@@ -31,7 +31,6 @@ pub mod legacy;
 pub mod logging;
 pub mod progress;
 pub mod runtime;
-pub mod sql;
 pub mod storage;
 #[cfg(test)]
 mod testing;

@@ -60,7 +60,7 @@ unsafe fn load(
     unsafe { sqlite_loadable::ext::faux_sqlite_extension_init2(p_api) };
     let outcome = catch_unwind(|| -> Result<(), String> {
         super::vfs::register().map_err(|error| error.to_string())?;
-        crate::sql::register(db)
+        super::sql::register(db)
             .map_err(|error| format!("s3vfs: cannot define SQL functions: {error:?}"))?;
         register_auto_extension()
     });
@@ -111,7 +111,7 @@ unsafe extern "C" fn connection_opened(
         super::report(code::CANTOPEN, &message, true);
         return load_error(pz_err_msg, &message);
     }
-    match catch_unwind(|| crate::sql::register(db)) {
+    match catch_unwind(|| super::sql::register(db)) {
         Ok(Ok(())) => code::OK,
         Ok(Err(error)) => load_error(
             pz_err_msg,

@@ -1,11 +1,13 @@
-//! The only place with `unsafe`: the extension's entry points, the VFS and io_methods
-//! trampolines, and calls through the API table SQLite hands the extension.
+//! The only place with `unsafe`, and the only one that knows SQLite's C interface: the
+//! extension's entry points, the VFS and io_methods trampolines, the SQL functions ([`sql`]),
+//! and calls through the API table SQLite hands the extension.
 //!
 //! Every function C calls runs inside [`guard`], which catches panics (a panic must not cross
 //! `extern "C"`) and turns an [`Error`] into SQLite's extended result code, sending the whole
 //! message to `sqlite3_log`.
 
 pub mod entry;
+pub mod sql;
 pub mod vfs;
 
 use std::cell::RefCell;

@@ -15,9 +15,9 @@ use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
-use super::{guarded_work, resolve, resolve_current, Past};
+use super::{answer, required_text as text_argument, resolve, resolve_current, Past, Reply};
 use crate::config::Layout;
-use crate::error::{Error, Operation, Result};
+use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use crate::storage::Snapshot;
 use crate::storage::SQLITE_HEADER_LEN;
@@ -55,18 +55,6 @@ fn source_of<'a>(database: &'a Database, snapshot: &Option<Arc<Snapshot>>) -> So
     }
 }
 
-fn text_argument<'a>(values: &[*mut sqlite3_value], at: usize, what: &str) -> Result<&'a str> {
-    let value = values
-        .get(at)
-        .ok_or_else(|| Error::Invalid(format!("missing {what}")))?;
-    match api::value_type(value) {
-        ValueType::Text => {
-            api::value_text(value).map_err(|_| Error::Invalid(format!("{what} is not valid UTF-8")))
-        }
-        _ => Err(Error::Invalid(format!("{what} must be text"))),
-    }
-}
-
 fn overwrite_argument(values: &[*mut sqlite3_value], at: usize) -> Result<Overwrite> {
     if values.len() <= at {
         return Ok(Overwrite::Refuse);
@@ -77,35 +65,6 @@ fn overwrite_argument(values: &[*mut sqlite3_value], at: usize) -> Result<Overwr
             "unknown option {other:?}: the only option is 'replace'"
         ))),
     }
-}
-
-/// Sets the function's result from `outcome`; an error also goes to `sqlite3_log` and
-/// `s3vfs_last_error()`, and carries its extended code (517 for a lost commit race).
-fn respond(context: *mut sqlite3_context, outcome: Result<()>) -> Result<(), FunctionError> {
-    if let Err(error) = outcome {
-        let code = match &error {
-            Error::Config(_) | Error::Format(_) | Error::Invalid(_) | Error::Unsupported(_) => {
-                crate::error::code::ERROR
-            }
-            other => other.sqlite_code(Operation::Other),
-        };
-        let message = error.to_string();
-        crate::ffi::report(code, &message, false);
-        api::result_error(context, &message)?;
-        api::result_error_code(context, code);
-    }
-    Ok(())
-}
-
-/// Runs a function body, reporting its error with its code (see [`respond`]).
-fn answer(
-    context: *mut sqlite3_context,
-    body: impl FnOnce(*mut sqlite3) -> Result<()>,
-) -> Result<(), FunctionError> {
-    guarded_work(|| {
-        let outcome = body(api::context_db_handle(context));
-        respond(context, outcome)
-    })
 }
 
 /// The `info` line of a finished transfer.
@@ -138,8 +97,7 @@ fn serialize(
                 written,
                 started,
             );
-            api::result_int64(context, written as i64);
-            return Ok(());
+            return Ok(Reply::Integer(written as i64));
         }
         let limit = crate::ffi::length_limit(db).unwrap_or(u64::MAX);
         let blob = source.stream(|size, next| {
@@ -161,8 +119,7 @@ fn serialize(
             blob.len() as u64,
             started,
         );
-        api::result_blob(context, &blob);
-        Ok(())
+        Ok(Reply::Blob(blob))
     })
 }
 
@@ -218,8 +175,7 @@ fn deserialize(
             }
         };
         transferred("s3vfs_deserialize", "its input", target, size, started);
-        api::result_int64(context, size as i64);
-        Ok(())
+        Ok(Reply::Integer(size as i64))
     })
 }
 
@@ -234,8 +190,7 @@ fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<
         let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
         let (from, to) = (source.location.url(), target.location.url());
         transferred("s3vfs_copy", &from, &to, copied, started);
-        api::result_int64(context, copied as i64);
-        Ok(())
+        Ok(Reply::Integer(copied as i64))
     })
 }
 

@@ -10,14 +10,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde_json::json;
 use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
-use sqlite_loadable::api;
+use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
 use std::sync::Arc;
 
 use crate::backend::metered::process_metrics;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::storage::history::Pin;
 use crate::storage::Snapshot;
 use crate::vfs::Database;
@@ -88,6 +88,77 @@ pub(crate) fn guarded_work(
 ) -> Result<(), FunctionError> {
     crate::ffi::clear_last_error();
     guarded(body)
+}
+
+/// What a function that works on a database answers.
+pub(crate) enum Reply {
+    Text(String),
+    Integer(i64),
+    Blob(Vec<u8>),
+}
+
+/// Runs the body of a function that works on a database (see [`guarded_work`]) and sets its
+/// answer; an error goes to `sqlite3_log` and `s3vfs_last_error()` and becomes the function's
+/// error with its extended code (517 for a lost commit race; `SQLITE_ERROR` for bad input).
+pub(crate) fn answer(
+    context: *mut sqlite3_context,
+    body: impl FnOnce(*mut sqlite3) -> Result<Reply>,
+) -> Result<(), FunctionError> {
+    guarded_work(|| match body(api::context_db_handle(context)) {
+        Ok(Reply::Text(text)) => api::result_text(context, text),
+        Ok(Reply::Integer(number)) => {
+            api::result_int64(context, number);
+            Ok(())
+        }
+        Ok(Reply::Blob(blob)) => {
+            api::result_blob(context, &blob);
+            Ok(())
+        }
+        Err(error) => {
+            let code = match &error {
+                Error::Config(_) | Error::Format(_) | Error::Invalid(_) | Error::Unsupported(_) => {
+                    crate::error::code::ERROR
+                }
+                other => other.sqlite_code(Operation::Other),
+            };
+            let message = error.to_string();
+            crate::ffi::report(code, &message, false);
+            api::result_error(context, &message)?;
+            api::result_error_code(context, code);
+            Ok(())
+        }
+    })
+}
+
+/// Argument `at` as text, `None` when it is absent or NULL; another type is refused, naming
+/// the argument as `what`.
+pub(crate) fn optional_text<'a>(
+    values: &[*mut sqlite3_value],
+    at: usize,
+    what: &str,
+) -> Result<Option<&'a str>> {
+    let Some(value) = values.get(at) else {
+        return Ok(None);
+    };
+    match api::value_type(value) {
+        ValueType::Null => Ok(None),
+        ValueType::Text => api::value_text(value)
+            .map(Some)
+            .map_err(|_| Error::Invalid(format!("{what} is not valid UTF-8"))),
+        _ => Err(Error::Invalid(format!("{what} must be text"))),
+    }
+}
+
+/// Argument `at` as text; absent, NULL or of another type, it is refused.
+pub(crate) fn required_text<'a>(
+    values: &[*mut sqlite3_value],
+    at: usize,
+    what: &str,
+) -> Result<&'a str> {
+    if values.len() <= at {
+        return Err(Error::Invalid(format!("missing {what}")));
+    }
+    optional_text(values, at, what)?.ok_or_else(|| Error::Invalid(format!("{what} must be text")))
 }
 
 /// Refuses a function that commits on its own (`what`) inside a transaction of the calling
