@@ -2,6 +2,10 @@
 //! `warn`: the errors and warnings a person must act on). `info` adds a line per open, commit
 //! and transfer, `debug` a line per request. They go through the `log` crate, so a host
 //! program that installed a logger of its own receives them instead.
+//!
+//! Warnings about something that did not fail the call (a disk cache that cannot be used) go
+//! through [`warn`], to the sink the extension's entry point installs (`sqlite3_log` as well
+//! as stderr), so that the layers below the FFI never call into it.
 
 use std::sync::OnceLock;
 
@@ -54,6 +58,26 @@ pub fn init() {
             log::set_max_level(level);
         }
     });
+}
+
+/// Where [`warn`] sends a message, once installed.
+static WARNING_SINK: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Sends every later [`warn`] to `sink`; the first installation stays.
+pub fn set_warning_sink(sink: fn(&str)) {
+    let _ = WARNING_SINK.set(sink);
+}
+
+/// A warning a person should see, about something that did not fail the call: to the
+/// installed sink, or without one (a Rust program using the library) to the `log` crate.
+pub fn warn(message: &str) {
+    match WARNING_SINK.get() {
+        Some(sink) => sink(message),
+        None => {
+            init();
+            log::warn!(target: "s3vfs", "{message}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ unsafe fn load(
     }
     API.store(p_api, std::sync::atomic::Ordering::Release);
     crate::logging::init();
+    crate::logging::set_warning_sink(|message| {
+        super::report(code::WARNING, message, true);
+    });
     // SAFETY: sqlite-loadable keeps the same API table for its function helpers.
     unsafe { sqlite_loadable::ext::faux_sqlite_extension_init2(p_api) };
     let outcome = catch_unwind(|| -> Result<(), String> {

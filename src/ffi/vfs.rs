@@ -627,7 +627,10 @@ unsafe extern "C" fn x_file_control(
             // SQLite shrinks the file only after the commit ("it is safe to truncate the
             // database file to its minimum required size"): publish that shrink too.
             // SAFETY: a main database file opened by x_open.
-            unsafe { db_file(file) }.commit_shrink();
+            if let Err(error) = unsafe { db_file(file) }.commit_shrink() {
+                // The commit stands; only the space stays until the next one.
+                report(error.sqlite_code(Operation::Sync), &error.to_string(), false);
+            }
             Ok(code::OK)
         }
         SQLITE_FCNTL_VFSNAME => {

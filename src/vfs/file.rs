@@ -811,22 +811,16 @@ impl DbFile {
 
     /// Publishes a shrink SQLite made after its commit. The bytes cut are past the database's
     /// last page, so the version only reclaims space; if it cannot be published, the larger
-    /// file stays, which is harmless, and the error is only logged.
-    pub fn commit_shrink(&mut self) {
+    /// file stays, which is harmless: the caller only reports the error.
+    pub fn commit_shrink(&mut self) -> Result<()> {
         let shrink_only = self
             .txn
             .as_ref()
             .is_some_and(|txn| txn.size < self.snapshot.size && txn.size == txn.floor);
         if !shrink_only {
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.publish() {
-            crate::ffi::report(
-                error.sqlite_code(crate::error::Operation::Sync),
-                &error.to_string(),
-                false,
-            );
-        }
+        self.publish()
     }
 
     /// Gives up the transaction after a failed commit; SQLite rolls it back next.

@@ -92,9 +92,10 @@ impl Handle {
     }
 
     /// See [`DbFile::commit_shrink`]; a file of the sqlite-s3vfs layout shrinks at its sync.
-    pub fn commit_shrink(&mut self) {
-        if let Handle::Versioned(file) = self {
-            file.commit_shrink();
+    pub fn commit_shrink(&mut self) -> Result<()> {
+        match self {
+            Handle::Versioned(file) => file.commit_shrink(),
+            Handle::Legacy(_) => Ok(()),
         }
     }
 

@@ -899,8 +899,7 @@ fn disk_cache(config: &Config, block_size: u64) -> Option<DiskCache> {
     if config.layout != Layout::Versioned {
         return None;
     }
-    let report = |message: &str| crate::ffi::report(crate::error::code::WARNING, message, true);
-    let directory = DiskDirectory::open(root, *budget, block_size, report)?;
+    let directory = DiskDirectory::open(root, *budget, block_size, crate::logging::warn)?;
     let namespace = format!(
         "{}|{}|{}",
         config.endpoint.url.as_deref().unwrap_or("aws"),
