@@ -67,7 +67,7 @@ pub enum Layout {
     /// s3vfs's own format: immutable blocks and conditional-PUT commit records (the default).
     Versioned,
     /// The layout of the Python package sqlite-s3vfs: one object per block, overwritten in
-    /// place ([`crate::legacy`]).
+    /// place ([`crate::vfs::legacy`]).
     SqliteS3vfs,
 }
 
@@ -488,7 +488,7 @@ impl Config {
     pub fn block_size_or_default(&self) -> BlockSize {
         self.block_size.unwrap_or(match self.layout {
             Layout::Versioned => BlockSize::DEFAULT,
-            Layout::SqliteS3vfs => crate::legacy::default_block_size(),
+            Layout::SqliteS3vfs => BlockSize::LEGACY_DEFAULT,
         })
     }
 }

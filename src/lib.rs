@@ -7,8 +7,9 @@
 //! Layers, from C down to the network:
 //! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines, and the
 //!   SQL functions ([`ffi::sql`]), which decode their arguments and call safe code.
-//! - [`vfs`]: safe VFS logic: opening, locking, a database file's reads, writes and commits.
-//! - [`legacy`]: the object layout of the Python package sqlite-s3vfs (`layout=sqlite-s3vfs`).
+//! - [`vfs`]: safe VFS logic: opening files of either layout behind one `File` trait, locking, a
+//!   database file's reads, writes and commits, and ([`vfs::legacy`]) the object layout of the
+//!   Python package sqlite-s3vfs (`layout=sqlite-s3vfs`).
 //! - [`storage`]: how a database becomes objects: keys, commit records, snapshots.
 //! - [`cache`]: the byte-budgeted LRU of blocks with single-flight misses.
 //! - [`backend`]: the async object-store trait with S3, memory, retry, metrics and fault layers.
@@ -20,14 +21,16 @@
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
 //! - [`logging`]: `S3VFS_LOG`'s levels, printed on stderr through the `log` crate.
 #![deny(unsafe_op_in_unsafe_fn)]
+// Only the FFI glue may hold `unsafe`; everything else is safe Rust.
+#![deny(unsafe_code)]
 
 pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[allow(unsafe_code)]
 pub mod ffi;
-pub mod legacy;
 pub mod logging;
 pub mod progress;
 pub mod runtime;

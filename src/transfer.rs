@@ -17,7 +17,6 @@ use crate::backend::run_bounded;
 use crate::cache::BlockKey;
 use crate::config::Layout;
 use crate::error::{Error, Result};
-use crate::legacy::{self, FileImage, NewFile};
 use crate::progress::{Progress, Unit};
 use crate::runtime;
 use crate::storage::block::{self, checksum};
@@ -27,7 +26,8 @@ use crate::storage::{
     header_page_size, is_page_size, BlockIndex, BlockSize, Snapshot, TxId, SQLITE_HEADER_LEN,
     SQLITE_MAGIC,
 };
-use crate::vfs::Database;
+use crate::vfs::legacy::{self, FileImage, NewFile};
+use crate::vfs::{Database, Past};
 
 const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 /// The bytes of blocks one transfer has in flight at once (a window); a serialize holds two
@@ -369,6 +369,29 @@ pub fn write_blocks(
 pub enum Source<'a> {
     Version(&'a Database, Arc<Snapshot>),
     Legacy(&'a Database),
+}
+
+impl<'a> Source<'a> {
+    /// What `database` holds at `past` (a URI's `version=` or `as_of=`, or the version a
+    /// connection reads), else at its newest committed version; a database of the
+    /// sqlite-s3vfs layout, which keeps no versions, as it is.
+    pub fn of(database: &'a Database, past: Option<Past>) -> Result<Source<'a>> {
+        if database.layout == Layout::SqliteS3vfs {
+            return Ok(Source::Legacy(database));
+        }
+        let snapshot = match past {
+            Some(Past::Pin(pin)) => database.pinned_snapshot(pin)?,
+            Some(Past::Snapshot(snapshot)) => snapshot,
+            None => database.refresh(Duration::ZERO)?,
+        };
+        if snapshot.version.0 == 0 {
+            return Err(Error::Invalid(format!(
+                "{} has no committed version",
+                database.location.url()
+            )));
+        }
+        Ok(Source::Version(database, snapshot))
+    }
 }
 
 impl Source<'_> {

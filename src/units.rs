@@ -65,6 +65,8 @@ impl BlockSize {
     pub const MIN: u32 = 512;
     pub const MAX: u32 = 16 * 1024 * 1024;
     pub const DEFAULT: BlockSize = BlockSize(256 * 1024);
+    /// The block size of the Python package sqlite-s3vfs, and so of `layout=sqlite-s3vfs`.
+    pub const LEGACY_DEFAULT: BlockSize = BlockSize(4096);
 
     pub fn new(bytes: u64) -> Option<BlockSize> {
         let valid = bytes.is_power_of_two()

@@ -1,26 +1,22 @@
 //! The `s3vfs` sqlite3_vfs and the io_methods of its database files: trampolines from C to
-//! [`crate::vfs`]. Journals and temp files of the versioned layout are never stored in S3: they
-//! are handed to the default VFS as anonymous local temp files, deleted on close. The rollback
-//! journal of a `layout=sqlite-s3vfs` database is stored beside it, where the Python package
-//! sqlite-s3vfs keeps it ([`crate::legacy`]).
+//! [`crate::vfs`], which opens files ([`crate::vfs::open`]) and answers for them through one
+//! trait ([`crate::vfs::handle::File`]), whatever their layout. Journals and temp files that
+//! the store does not keep are handed to the default VFS as anonymous local temp files,
+//! deleted on close.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Arc;
 
 use sqlite3ext_sys::{sqlite3_file, sqlite3_int64, sqlite3_io_methods, sqlite3_vfs};
 
 use super::{api, c_str, guard, report, sqlite_string};
-use crate::config::{Config, Layout};
 use crate::error::{code, Error, Operation, Result};
-use crate::legacy::file::{LegacyFile, Role};
-use crate::runtime;
 use crate::units::ByteOffset;
-use crate::vfs::file::{DbFile, ReadOutcome};
+use crate::vfs::file::ReadOutcome;
 use crate::vfs::handle::Handle;
 use crate::vfs::lock::LockLevel;
-use crate::vfs::pragma::{self, PragmaAnswer};
-use crate::vfs::Database;
+use crate::vfs::open;
+use crate::vfs::pragma::PragmaAnswer;
 
 /// The name the VFS is registered under.
 pub const VFS_NAME: &std::ffi::CStr = c"s3vfs";
@@ -197,10 +193,10 @@ unsafe extern "C" fn x_open(
         return guard(Operation::Open, || {
             if flags & SQLITE_OPEN_MAIN_JOURNAL != 0 {
                 // SAFETY: SQLite passes the journal name it derived from the database's.
-                if let Some(database) = unsafe { legacy_database_of(name) } {
-                    let journal = LegacyFile::open(database, Role::Journal)?;
+                if let Some(journal) = unsafe { stored_journal(name) } {
+                    let handle = journal.open()?;
                     // SAFETY: as for a main database below.
-                    unsafe { install(file, Handle::Legacy(journal), flags, out_flags) };
+                    unsafe { install(file, handle, flags, out_flags) };
                     return Ok(code::OK);
                 }
             }
@@ -228,45 +224,18 @@ unsafe extern "C" fn x_open(
             .ok_or_else(|| Error::Config("the database name is not UTF-8".into()))?;
         // SAFETY: as above.
         let parameters = unsafe { uri_parameters(name) };
-        let config = Config::parse(path, &parameters, |variable| std::env::var(variable).ok())?;
-        let database = Database::open(&config)?;
+        let opened = open::open_database(path, &parameters, flags & SQLITE_OPEN_CREATE != 0)?;
         let mut opened_flags = flags;
-        let (handle, exists) = match (config.layout, config.pin) {
-            (Layout::Versioned, Some(pin)) => {
-                let snapshot = database.pinned_snapshot(pin)?;
-                let db_file = DbFile::pinned(database, snapshot, pin);
-                // A past version is read-only: with SQLITE_OPEN_READONLY in the out flags,
-                // SQLite itself refuses every write with SQLITE_READONLY (and the VFS refuses
-                // too). SQLite's message is generic, so the reason goes to sqlite3_log and
-                // s3vfs_last_error() now.
-                opened_flags = (opened_flags & !(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
-                    | SQLITE_OPEN_READONLY;
-                report(code::NOTICE, db_file.read_only().unwrap_or_default(), false);
-                (Handle::Versioned(db_file), true)
-            }
-            (Layout::Versioned, None) => {
-                let exists = database.version().0 > 0;
-                (
-                    Handle::Versioned(
-                        DbFile::new(database, config.staleness)
-                            .with_prefetch_size(config.prefetch_size)
-                            .with_interior_index(config.interior_index),
-                    ),
-                    exists,
-                )
-            }
-            (Layout::SqliteS3vfs, _) => {
-                let file = LegacyFile::open(database, Role::Database)?;
-                let exists = file.exists();
-                (Handle::Legacy(file), exists)
-            }
-        };
-        if !exists && flags & SQLITE_OPEN_CREATE == 0 {
-            return Err(Error::Config(format!(
-                "no database at {} (open it read-write with create, e.g. mode=rwc, to create it)",
-                config.location.url()
-            )));
+        if let Some(why) = &opened.read_only {
+            // A past version is read-only: with SQLITE_OPEN_READONLY in the out flags, SQLite
+            // itself refuses every write with SQLITE_READONLY (and the VFS refuses too).
+            // SQLite's message is generic, so the reason goes to sqlite3_log and
+            // s3vfs_last_error() now.
+            opened_flags = (opened_flags & !(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
+                | SQLITE_OPEN_READONLY;
+            report(code::NOTICE, why, false);
         }
+        let handle = opened.file;
         // SAFETY: `file` is SQLite's buffer for this open.
         unsafe { install(file, handle, opened_flags, out_flags) };
         Ok(code::OK)
@@ -289,7 +258,8 @@ unsafe fn install(file: *mut sqlite3_file, handle: Handle, flags: c_int, out_fla
     }
 }
 
-/// The database of the sqlite-s3vfs layout whose rollback journal `name` is, if it is one.
+/// The rollback journal kept in the store that `name` is, if it is one (see
+/// [`open::StoredJournal`]).
 ///
 /// # Safety
 /// `name` must be null or a filename the SQLite core passed into the VFS: "If F is the name
@@ -297,23 +267,13 @@ unsafe fn install(file: *mut sqlite3_file, handle: Handle, flags: c_int, out_fla
 /// VFS, then sqlite3_filename_database(F) returns the name of the corresponding database
 /// file." (The core allocates super-journal names the same way, so that these calls on them
 /// are sound too.)
-unsafe fn legacy_database_of(name: *const c_char) -> Option<Arc<Database>> {
+unsafe fn stored_journal(name: *const c_char) -> Option<open::StoredJournal> {
     let filename_database = api()?.filename_database?;
     // SAFETY: the caller's contract, quoted above.
     let (journal, database) = unsafe { (c_str(name)?, c_str(filename_database(name))?) };
-    if journal != format!("{database}{}", crate::legacy::JOURNAL_SUFFIX) {
-        return None;
-    }
     // SAFETY: as above: the URI parameters are read through the same filename.
     let parameters = unsafe { uri_parameters(name) };
-    let config = Config::parse(database, &parameters, |variable| {
-        std::env::var(variable).ok()
-    })
-    .ok()?;
-    if config.layout != Layout::SqliteS3vfs {
-        return None;
-    }
-    Database::open(&config).ok()
+    open::StoredJournal::find(journal, database, &parameters)
 }
 
 /// Opens a journal or temp file as an anonymous local file of the default VFS.
@@ -346,9 +306,8 @@ unsafe fn open_local(file: *mut sqlite3_file, flags: c_int, out_flags: *mut c_in
     }
 }
 
-/// Deletes the rollback journal of a sqlite-s3vfs-layout database: every object under
-/// `{journal}/`, as the Python package does. Nothing else s3vfs keeps has a name: journals of
-/// the versioned layout are anonymous and deleted on close.
+/// Deletes a rollback journal the store keeps (see [`open::StoredJournal`]); nothing else
+/// s3vfs keeps has a name: other journals are anonymous local files, deleted on close.
 unsafe extern "C" fn x_delete(
     _vfs: *mut sqlite3_vfs,
     name: *const c_char,
@@ -356,19 +315,15 @@ unsafe extern "C" fn x_delete(
 ) -> c_int {
     guard(Operation::Sync, || {
         // SAFETY: SQLite passes a filename of its own into the VFS.
-        if let Some(database) = unsafe { legacy_database_of(name) } {
-            let backend = database.backend();
-            // SAFETY: as above.
-            let journal = unsafe { c_str(name) }.unwrap_or_default().to_string();
-            runtime::block_on(async move { crate::legacy::delete_file(&backend, &journal).await })?;
+        if let Some(journal) = unsafe { stored_journal(name) } {
+            journal.delete()?;
         }
         Ok(code::OK)
     })
 }
 
-/// A sqlite-s3vfs-layout database's journal exists when any object is under `{journal}/`,
-/// the package's own test, so that each side finds the other's hot journal. No journal, WAL
-/// or other side file of a versioned database ever exists, so no hot journal is found there.
+/// Whether a rollback journal the store keeps exists (see [`open::StoredJournal`]), so that
+/// a hot journal is found; no other side file of a database ever exists.
 unsafe extern "C" fn x_access(
     _vfs: *mut sqlite3_vfs,
     name: *const c_char,
@@ -378,14 +333,8 @@ unsafe extern "C" fn x_access(
     guard(Operation::Other, || {
         let mut exists = false;
         // SAFETY: SQLite passes a filename of its own into the VFS.
-        if let Some(database) = unsafe { legacy_database_of(name) } {
-            let backend = database.backend();
-            // SAFETY: as above.
-            let journal = unsafe { c_str(name) }.unwrap_or_default().to_string();
-            exists =
-                runtime::block_on(
-                    async move { crate::legacy::file_exists(&backend, &journal).await },
-                )?;
+        if let Some(journal) = unsafe { stored_journal(name) } {
+            exists = journal.exists()?;
         }
         if !result.is_null() {
             // SAFETY: SQLite passes a valid out-pointer.
@@ -588,12 +537,11 @@ unsafe extern "C" fn x_file_control(
             // third element is the argument to the pragma or NULL".
             let arguments = argument.cast::<*mut c_char>();
             let (name, value) = unsafe { (c_str(*arguments.add(1)), c_str(*arguments.add(2))) };
-            // SAFETY: a main database file opened by x_open.
-            let layout = unsafe { db_file(file) }.database().layout;
             let Some(name) = name else {
                 return Ok(code::NOTFOUND);
             };
-            match pragma::answer(layout, name, value) {
+            // SAFETY: a main database file opened by x_open.
+            match unsafe { db_file(file) }.pragma(name, value) {
                 PragmaAnswer::Sqlite => Ok(code::NOTFOUND),
                 PragmaAnswer::KeepJournalMode { why } => {
                     report(code::WARNING, &why, false);
@@ -627,9 +575,13 @@ unsafe extern "C" fn x_file_control(
             // SQLite shrinks the file only after the commit ("it is safe to truncate the
             // database file to its minimum required size"): publish that shrink too.
             // SAFETY: a main database file opened by x_open.
-            if let Err(error) = unsafe { db_file(file) }.commit_shrink() {
+            if let Err(error) = unsafe { db_file(file) }.commit_phase_two() {
                 // The commit stands; only the space stays until the next one.
-                report(error.sqlite_code(Operation::Sync), &error.to_string(), false);
+                report(
+                    error.sqlite_code(Operation::Sync),
+                    &error.to_string(),
+                    false,
+                );
             }
             Ok(code::OK)
         }
@@ -654,12 +606,13 @@ unsafe extern "C" fn x_sector_size(_file: *mut sqlite3_file) -> c_int {
     4096
 }
 
-/// A sqlite-s3vfs-layout file does not claim SAFE_APPEND, so that SQLite writes a journal's
-/// header only after its records are synced, as it does for the Python package.
 unsafe extern "C" fn x_device_characteristics(file: *mut sqlite3_file) -> c_int {
     // SAFETY: a file opened by x_open.
-    if unsafe { db_file(file) }.is_legacy() {
-        return SQLITE_IOCAP_POWERSAFE_OVERWRITE;
-    }
-    SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_SAFE_APPEND
+    let capabilities = unsafe { db_file(file) }.capabilities();
+    let safe_append = if capabilities.safe_append {
+        SQLITE_IOCAP_SAFE_APPEND
+    } else {
+        0
+    };
+    SQLITE_IOCAP_POWERSAFE_OVERWRITE | safe_append
 }

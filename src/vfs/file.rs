@@ -883,6 +883,46 @@ impl DbFile {
     }
 }
 
+impl super::handle::File for DbFile {
+    fn database(&self) -> &Arc<Database> {
+        DbFile::database(self)
+    }
+    fn past_version(&self) -> Option<Arc<Snapshot>> {
+        self.read_only.is_some().then(|| self.snapshot.clone())
+    }
+    fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
+        DbFile::read(self, offset, buffer)
+    }
+    fn write(&mut self, offset: ByteOffset, data: &[u8]) -> Result<()> {
+        DbFile::write(self, offset, data)
+    }
+    fn truncate(&mut self, size: u64) -> Result<()> {
+        DbFile::truncate(self, size)
+    }
+    fn sync(&mut self) -> Result<()> {
+        DbFile::sync(self)
+    }
+    fn size(&self) -> u64 {
+        DbFile::size(self)
+    }
+    fn lock(&mut self, level: LockLevel) -> Result<std::result::Result<(), Busy>> {
+        DbFile::lock(self, level)
+    }
+    fn unlock(&mut self, level: LockLevel) -> Result<()> {
+        DbFile::unlock(self, level);
+        Ok(())
+    }
+    fn reserved(&self) -> bool {
+        DbFile::reserved(self)
+    }
+    fn commit_phase_two(&mut self) -> Result<()> {
+        self.commit_shrink()
+    }
+    fn capabilities(&self) -> super::handle::Capabilities {
+        super::handle::Capabilities { safe_append: true }
+    }
+}
+
 impl Drop for DbFile {
     fn drop(&mut self) {
         self.database

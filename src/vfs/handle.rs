@@ -1,113 +1,59 @@
-//! A main database or journal file SQLite opened through s3vfs and keeps in the store: a
-//! database of the versioned layout ([`DbFile`]) or a file of the sqlite-s3vfs layout
-//! ([`LegacyFile`]). Each call goes to the one it is.
+//! What SQLite's io_methods ask of a file s3vfs keeps in the store: the [`File`] trait, which
+//! both layouts implement (the versioned layout's [`DbFile`], the sqlite-s3vfs layout's
+//! [`LegacyFile`] for a database and its journal), so that the FFI holds a [`Handle`] and never
+//! names a layout.
+//!
+//! [`DbFile`]: super::file::DbFile
+//! [`LegacyFile`]: super::legacy::file::LegacyFile
 
 use std::sync::Arc;
 
-use super::file::{DbFile, ReadOutcome};
+use super::file::ReadOutcome;
 use super::lock::{Busy, LockLevel};
+use super::pragma::{self, PragmaAnswer};
 use super::Database;
 use crate::error::Result;
-use crate::legacy::file::LegacyFile;
-use crate::storage::{ByteOffset, Snapshot};
+use crate::storage::Snapshot;
+use crate::units::ByteOffset;
 
-pub enum Handle {
-    Versioned(DbFile),
-    Legacy(LegacyFile),
+/// What a file tells SQLite of itself (`xDeviceCharacteristics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `SQLITE_IOCAP_SAFE_APPEND`: data is appended before the size grows, so SQLite may write
+    /// a journal's header together with its records.
+    pub safe_append: bool,
 }
 
-impl Handle {
-    pub fn database(&self) -> &Arc<Database> {
-        match self {
-            Handle::Versioned(file) => file.database(),
-            Handle::Legacy(file) => file.database(),
-        }
-    }
-
+/// One open file, as SQLite's io_methods use it.
+pub trait File: Send {
+    /// The database the file belongs to.
+    fn database(&self) -> &Arc<Database>;
     /// The past version this connection was opened at (`version=`, `as_of=`), if any.
-    pub fn past_version(&self) -> Option<Arc<Snapshot>> {
-        match self {
-            Handle::Versioned(file) if file.read_only().is_some() => Some(file.snapshot().clone()),
-            _ => None,
-        }
+    fn past_version(&self) -> Option<Arc<Snapshot>> {
+        None
     }
-
-    pub fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
-        match self {
-            Handle::Versioned(file) => file.read(offset, buffer),
-            Handle::Legacy(file) => file.read(offset, buffer),
-        }
+    fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome>;
+    fn write(&mut self, offset: ByteOffset, data: &[u8]) -> Result<()>;
+    fn truncate(&mut self, size: u64) -> Result<()>;
+    fn sync(&mut self) -> Result<()>;
+    fn size(&self) -> u64;
+    fn lock(&mut self, level: LockLevel) -> Result<std::result::Result<(), Busy>>;
+    fn unlock(&mut self, level: LockLevel) -> Result<()>;
+    fn reserved(&self) -> bool;
+    /// After SQLite's commit (`SQLITE_FCNTL_COMMIT_PHASETWO`): what the file still publishes.
+    fn commit_phase_two(&mut self) -> Result<()> {
+        Ok(())
     }
-
-    pub fn write(&mut self, offset: ByteOffset, data: &[u8]) -> Result<()> {
-        match self {
-            Handle::Versioned(file) => file.write(offset, data),
-            Handle::Legacy(file) => file.write(offset, data),
-        }
-    }
-
-    pub fn truncate(&mut self, size: u64) -> Result<()> {
-        match self {
-            Handle::Versioned(file) => file.truncate(size),
-            Handle::Legacy(file) => file.truncate(size),
-        }
-    }
-
-    pub fn sync(&mut self) -> Result<()> {
-        match self {
-            Handle::Versioned(file) => file.sync(),
-            Handle::Legacy(file) => file.sync(),
-        }
-    }
-
-    pub fn size(&self) -> u64 {
-        match self {
-            Handle::Versioned(file) => file.size(),
-            Handle::Legacy(file) => file.size(),
-        }
-    }
-
-    pub fn lock(&mut self, level: LockLevel) -> Result<std::result::Result<(), Busy>> {
-        match self {
-            Handle::Versioned(file) => file.lock(level),
-            Handle::Legacy(file) => file.lock(level),
-        }
-    }
-
-    pub fn unlock(&mut self, level: LockLevel) -> Result<()> {
-        match self {
-            Handle::Versioned(file) => {
-                file.unlock(level);
-                Ok(())
-            }
-            Handle::Legacy(file) => file.unlock(level),
-        }
-    }
-
-    pub fn reserved(&self) -> bool {
-        match self {
-            Handle::Versioned(file) => file.reserved(),
-            Handle::Legacy(file) => file.reserved(),
-        }
-    }
-
-    /// See [`DbFile::commit_shrink`]; a file of the sqlite-s3vfs layout shrinks at its sync.
-    pub fn commit_shrink(&mut self) -> Result<()> {
-        match self {
-            Handle::Versioned(file) => file.commit_shrink(),
-            Handle::Legacy(_) => Ok(()),
-        }
-    }
-
     /// Uploads whatever is still pending before the file goes away.
-    pub fn close(&mut self) -> Result<()> {
-        match self {
-            Handle::Versioned(_) => Ok(()),
-            Handle::Legacy(file) => file.close(),
-        }
+    fn close(&mut self) -> Result<()> {
+        Ok(())
     }
-
-    pub fn is_legacy(&self) -> bool {
-        matches!(self, Handle::Legacy(_))
+    fn capabilities(&self) -> Capabilities;
+    /// What s3vfs makes of `PRAGMA name = value` on this file (see [`pragma`]).
+    fn pragma(&self, name: &str, value: Option<&str>) -> PragmaAnswer {
+        pragma::answer(self.database().layout, name, value)
     }
 }
+
+/// A file SQLite opened through s3vfs.
+pub type Handle = Box<dyn File>;

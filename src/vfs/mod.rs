@@ -4,7 +4,9 @@
 pub mod file;
 pub mod handle;
 pub mod interior;
+pub mod legacy;
 pub mod lock;
+pub mod open;
 pub mod pragma;
 pub mod prefetch;
 
@@ -42,6 +44,14 @@ struct Latest {
     /// When the freshness check that found `snapshot` to be the newest started (or the commit
     /// of this process that made it): the last proof that no newer version existed.
     checked: Instant,
+}
+
+/// A past version a database is named at.
+pub enum Past {
+    /// A URI's `version=` or `as_of=`, still to be looked up.
+    Pin(Pin),
+    /// The version a connection opened at a past version reads.
+    Snapshot(Arc<Snapshot>),
 }
 
 /// One database as this process sees it: its objects, its cache, its newest known version,
@@ -388,6 +398,20 @@ impl Database {
             self.location.url(),
             describe(self.keys()),
             describe(config.encryption.clone())
+        )))
+    }
+
+    /// Refuses a database whose layout keeps no versions (sqlite-s3vfs) for the history
+    /// functions.
+    pub fn check_keeps_history(&self) -> Result<()> {
+        if self.layout == Layout::Versioned {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "{} has layout={}, which keeps no versions: migrate it with s3vfs_copy() to the \
+             versioned layout for history",
+            self.location.url(),
+            self.layout.name()
         )))
     }
 
@@ -925,7 +949,7 @@ impl Drop for CheckUnderWay<'_> {
 fn refuse_legacy_data(backend: &Arc<dyn Backend>, location: &Location) -> Result<()> {
     let (backend, first) = (
         backend.clone(),
-        crate::legacy::block_key(&location.prefix, crate::storage::BlockIndex(0)),
+        crate::vfs::legacy::block_key(&location.prefix, crate::storage::BlockIndex(0)),
     );
     let found =
         runtime::block_on(async move { Ok(backend.list(&first, None).await?.into_iter().next()) })?;

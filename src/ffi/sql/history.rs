@@ -20,17 +20,10 @@ use crate::units::Version;
 use crate::vfs::Database;
 
 /// The database `target` names: a schema of connection `db`, or a URI; not a past version,
-/// and one of the versioned layout (the sqlite-s3vfs layout keeps no history).
+/// and one that keeps versions.
 fn resolve(db: *mut sqlite3, target: &str) -> Result<Arc<Database>> {
     let database = super::resolve_current(db, target)?;
-    if database.layout != crate::config::Layout::Versioned {
-        return Err(Error::Invalid(format!(
-            "{} has layout={}, which keeps no versions: migrate it with s3vfs_copy() to the \
-             versioned layout for history",
-            database.location.url(),
-            database.layout.name()
-        )));
-    }
+    database.check_keeps_history()?;
     Ok(database)
 }
 

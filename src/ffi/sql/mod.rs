@@ -18,9 +18,7 @@ use std::sync::Arc;
 use crate::backend::metered::process_metrics;
 use crate::config::Config;
 use crate::error::{Error, Operation, Result};
-use crate::storage::history::Pin;
-use crate::storage::Snapshot;
-use crate::vfs::Database;
+use crate::vfs::{Database, Past};
 
 /// The names of every SQL function s3vfs defines.
 pub const FUNCTIONS: &[&str] = &[
@@ -35,14 +33,6 @@ pub const FUNCTIONS: &[&str] = &[
     "s3vfs_restore",
     "s3vfs_gc",
 ];
-
-/// A past version a database was named at.
-pub(crate) enum Past {
-    /// A URI's `version=` or `as_of=`, still to be looked up.
-    Pin(Pin),
-    /// The version a connection opened at a past version reads.
-    Snapshot(Arc<Snapshot>),
-}
 
 /// The s3vfs database `name` designates for connection `db` — a schema of the connection
 /// (`main`, an ATTACHed name) or a URI `file:NAME?bucket=...` — and the past version it names,

@@ -8,52 +8,18 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlite3ext_sys::{sqlite3, sqlite3_context, sqlite3_value};
 use sqlite_loadable::api::{self, ValueType};
 use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFlags};
 
-use super::{answer, required_text as text_argument, resolve, resolve_current, Past, Reply};
-use crate::config::Layout;
+use super::{answer, required_text as text_argument, resolve, resolve_current, Reply};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
-use crate::storage::Snapshot;
 use crate::storage::SQLITE_HEADER_LEN;
 use crate::transfer::{self, Overwrite, Source};
 use crate::vfs::Database;
-
-/// The database `source` names and, for the versioned layout, the version to read: a past
-/// one for a URI with `version=` or `as_of=`, else the newest committed one.
-fn resolve_source(
-    db: *mut sqlite3,
-    source: &str,
-) -> Result<(Arc<Database>, Option<Arc<Snapshot>>)> {
-    let (database, pin) = resolve(db, source)?;
-    if database.layout == Layout::SqliteS3vfs {
-        return Ok((database, None));
-    }
-    let snapshot = match pin {
-        Some(Past::Pin(pin)) => database.pinned_snapshot(pin)?,
-        Some(Past::Snapshot(snapshot)) => snapshot,
-        None => database.refresh(Duration::ZERO)?,
-    };
-    if snapshot.version.0 == 0 {
-        return Err(Error::Invalid(format!(
-            "{} has no committed version",
-            database.location.url()
-        )));
-    }
-    Ok((database, Some(snapshot)))
-}
-
-fn source_of<'a>(database: &'a Database, snapshot: &Option<Arc<Snapshot>>) -> Source<'a> {
-    match snapshot {
-        Some(snapshot) => Source::Version(database, snapshot.clone()),
-        None => Source::Legacy(database),
-    }
-}
 
 fn overwrite_argument(values: &[*mut sqlite3_value], at: usize) -> Result<Overwrite> {
     if values.len() <= at {
@@ -83,9 +49,8 @@ fn serialize(
 ) -> Result<(), FunctionError> {
     answer(context, |db| {
         let started = Instant::now();
-        let (database, snapshot) =
-            resolve_source(db, text_argument(values, 0, "the source database")?)?;
-        let source = source_of(&database, &snapshot);
+        let (database, past) = resolve(db, text_argument(values, 0, "the source database")?)?;
+        let source = Source::of(&database, past)?;
         if values.len() >= 2 {
             let path = text_argument(values, 1, "the output file path")?;
             let overwrite = overwrite_argument(values, 2)?;
@@ -183,11 +148,10 @@ fn copy(context: *mut sqlite3_context, values: &[*mut sqlite3_value]) -> Result<
     answer(context, |db| {
         let started = Instant::now();
         super::refuse_inside_transaction(db, "s3vfs_copy()")?;
-        let (source, snapshot) =
-            resolve_source(db, text_argument(values, 0, "the source database")?)?;
+        let (source, past) = resolve(db, text_argument(values, 0, "the source database")?)?;
         let target = resolve_current(db, text_argument(values, 1, "the target database")?)?;
         let overwrite = overwrite_argument(values, 2)?;
-        let copied = transfer::copy(&source_of(&source, &snapshot), &target, overwrite)?;
+        let copied = transfer::copy(&Source::of(&source, past)?, &target, overwrite)?;
         let (from, to) = (source.location.url(), target.location.url());
         transferred("s3vfs_copy", &from, &to, copied, started);
         Ok(Reply::Integer(copied as i64))

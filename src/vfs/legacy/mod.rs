@@ -21,11 +21,6 @@ use crate::error::{Error, Result};
 use crate::storage::log::MAX_IN_FLIGHT;
 use crate::storage::{BlockIndex, BlockSize, TxId};
 
-/// The package's default block size, and so this layout's: 4096 bytes.
-pub fn default_block_size() -> BlockSize {
-    BlockSize::new(4096).unwrap_or(BlockSize::DEFAULT)
-}
-
 /// What SQLite appends to a database's name to name its rollback journal.
 pub const JOURNAL_SUFFIX: &str = "-journal";
 

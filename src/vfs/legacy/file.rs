@@ -455,6 +455,44 @@ impl LegacyFile {
     }
 }
 
+impl crate::vfs::handle::File for LegacyFile {
+    fn database(&self) -> &Arc<Database> {
+        LegacyFile::database(self)
+    }
+    fn read(&mut self, offset: ByteOffset, buffer: &mut [u8]) -> Result<ReadOutcome> {
+        LegacyFile::read(self, offset, buffer)
+    }
+    fn write(&mut self, offset: ByteOffset, data: &[u8]) -> Result<()> {
+        LegacyFile::write(self, offset, data)
+    }
+    fn truncate(&mut self, size: u64) -> Result<()> {
+        LegacyFile::truncate(self, size)
+    }
+    fn sync(&mut self) -> Result<()> {
+        LegacyFile::sync(self)
+    }
+    fn size(&self) -> u64 {
+        LegacyFile::size(self)
+    }
+    fn lock(&mut self, level: LockLevel) -> Result<std::result::Result<(), Busy>> {
+        LegacyFile::lock(self, level)
+    }
+    fn unlock(&mut self, level: LockLevel) -> Result<()> {
+        LegacyFile::unlock(self, level)
+    }
+    fn reserved(&self) -> bool {
+        LegacyFile::reserved(self)
+    }
+    fn close(&mut self) -> Result<()> {
+        LegacyFile::close(self)
+    }
+    /// Not SAFE_APPEND, so that SQLite writes a journal's header only after its records are
+    /// synced, as it does for the Python package.
+    fn capabilities(&self) -> crate::vfs::handle::Capabilities {
+        crate::vfs::handle::Capabilities { safe_append: false }
+    }
+}
+
 impl Drop for LegacyFile {
     fn drop(&mut self) {
         self.database
