@@ -8,8 +8,9 @@ use crate::crypto::{Keyring, CIPHER};
 use crate::error::{Error, Result};
 use crate::storage::codec::Codec;
 use crate::storage::format::MIN_GC_MARGIN_MS;
-use crate::storage::history::{parse_time, Pin};
+use crate::storage::history::Pin;
 use crate::storage::{BlockSize, Location, Version};
+use crate::time::{parse_duration, parse_time};
 
 /// The default byte budget of the block cache of one database.
 pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
@@ -143,27 +144,6 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(multiplier)
-}
-
-/// Parses `0`, `250ms`, `2s`, `1.5s` (a bare number is milliseconds). `Err(())` for a
-/// well-formed duration too long to represent.
-pub fn parse_duration(text: &str) -> Option<Result<Duration, ()>> {
-    let text = text.trim();
-    let (number, seconds) = match text.strip_suffix("ms") {
-        Some(millis) => (millis, false),
-        None => match text.strip_suffix('s') {
-            Some(seconds) => (seconds, true),
-            None => (text, false),
-        },
-    };
-    if !seconds {
-        if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) {
-            return Some(number.parse().map(Duration::from_millis).map_err(|_| ()));
-        }
-        return None;
-    }
-    let seconds = number.parse::<f64>().ok().filter(|s| *s >= 0.0)?;
-    Some(Duration::try_from_secs_f64(seconds).map_err(|_| ()))
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -336,7 +316,7 @@ impl Config {
                     pin = Some(Pin::AsOf(time));
                 }
                 "gc_margin" => {
-                    let margin = crate::storage::gc::parse_span(value).ok_or_else(|| {
+                    let margin = parse_duration(value).and_then(Result::ok).ok_or_else(|| {
                         malformed(name, value, "a duration of at least 1s, such as 1h or 90s")
                     })?;
                     if margin.as_millis() < u128::from(MIN_GC_MARGIN_MS) || margin > MAX_GC_MARGIN {
@@ -860,21 +840,6 @@ mod tests {
         assert_eq!(parse_bytes("64k"), Some(65536));
         assert_eq!(parse_bytes("16MiB"), Some(16 << 20));
         assert_eq!(parse_bytes("12q"), None);
-        assert_eq!(
-            parse_duration("250ms"),
-            Some(Ok(Duration::from_millis(250)))
-        );
-        assert_eq!(parse_duration("2s"), Some(Ok(Duration::from_secs(2))));
-        assert_eq!(
-            parse_duration("1.5s"),
-            Some(Ok(Duration::from_millis(1500)))
-        );
-        assert_eq!(parse_duration("7"), Some(Ok(Duration::from_millis(7))));
-        assert_eq!(parse_duration("1e30s"), Some(Err(())));
-        assert_eq!(parse_duration("99999999999999999999999"), Some(Err(())));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration(""), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`config`]: typed configuration from URI parameters and the environment.
 //! - [`crypto`]: client-side encryption: keys, fingerprints, sealing an object with AES-256-GCM.
 //! - [`transfer`]: serializing a version out and deserializing a plain file in.
+//! - [`time`]: one grammar for durations and one for points in time.
 //! - [`units`]: block indexes, byte offsets, versions, transaction ids, the block size.
 //! - [`error`]: the error type and its mapping to SQLite's extended result codes.
 //! - [`logging`]: `S3VFS_LOG`'s levels, printed on stderr through the `log` crate.
@@ -37,6 +38,7 @@ pub mod runtime;
 pub mod storage;
 #[cfg(test)]
 mod testing;
+pub mod time;
 pub mod transfer;
 pub mod units;
 pub mod vfs;

@@ -22,6 +22,7 @@ use super::log::{get_checkpoint, get_record, now_ms, MAX_IN_FLIGHT};
 use super::{Location, TxId, Version};
 use crate::backend::{run_bounded, Backend, ObjectInfo};
 use crate::error::{Error, Result};
+use crate::time::parse_duration;
 
 /// The store reports LastModified to the second: an object may be up to this much older than
 /// its LastModified says.
@@ -49,26 +50,8 @@ impl Keep {
         if let Ok(count) = text.parse::<u64>() {
             return (count >= 1).then_some(Keep::Versions(count));
         }
-        parse_span(text).map(Keep::Within)
+        parse_duration(text)?.ok().map(Keep::Within)
     }
-}
-
-/// Parses a span of time with a unit: `500ms`, `90s`, `30m`, `24h`, `7d`, `2w`.
-pub fn parse_span(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().ok()?;
-    let millis: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(number.checked_mul(millis)?))
 }
 
 impl std::fmt::Display for Keep {

@@ -16,6 +16,7 @@ use super::log::{self, find_record, snapshot_of, Transaction, MAX_IN_FLIGHT};
 use super::{BlockIndex, Location, Snapshot, TxId, Version};
 use crate::backend::{run_bounded, Backend, ObjectInfo};
 use crate::error::{Error, Result};
+use crate::time::format_time;
 
 /// Which past version a read-only connection reads (`version=` or `as_of=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,93 +303,6 @@ pub async fn restore(
     log::commit(backend, location, transaction, records).await
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `2026-11-21T10:00:00.000Z` for Unix milliseconds.
-pub fn format_time(time_ms: u64) -> String {
-    let seconds = (time_ms / 1000) as i64;
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let in_day = seconds.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3600,
-        in_day / 60 % 60,
-        in_day % 60,
-        time_ms % 1000
-    )
-}
-
-/// Parses a point in time: ISO-8601 UTC (`2026-11-21T10:00:00Z`, with optional fractional
-/// seconds, `T` or a space, and `Z` optional) or a Unix time as a plain integer, taken as
-/// milliseconds when it has more than 11 digits and as seconds otherwise.
-pub fn parse_time(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
-        let number: u64 = text.parse().ok()?;
-        return if text.len() > 11 {
-            Some(number)
-        } else {
-            number.checked_mul(1000)
-        };
-    }
-    let text = text.strip_suffix('Z').unwrap_or(text);
-    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
-    let mut date_parts = date.splitn(3, '-');
-    let year: i64 = date_parts.next()?.parse().ok()?;
-    let month: u32 = date_parts.next()?.parse().ok()?;
-    let day: u32 = date_parts.next()?.parse().ok()?;
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut clock_parts = clock.splitn(3, ':');
-    let hour: i64 = clock_parts.next()?.parse().ok()?;
-    let minute: i64 = clock_parts.next()?.parse().ok()?;
-    let second: i64 = clock_parts.next().unwrap_or("0").parse().ok()?;
-    let valid = (1970..=9999).contains(&year)
-        && (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && hour < 24
-        && minute < 60
-        && second < 61
-        && fraction.chars().all(|c| c.is_ascii_digit())
-        && date.len() == 10;
-    if !valid {
-        return None;
-    }
-    let millis: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    u64::try_from(seconds)
-        .ok()?
-        .checked_mul(1000)?
-        .checked_add(millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,24 +461,5 @@ mod tests {
             counts.list,
             counts.get
         );
-    }
-
-    #[test]
-    fn times_parse_and_format() {
-        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_time("2026-11-21T10:00:00Z"), Some(1_795_255_200_000));
-        assert_eq!(
-            parse_time("2026-11-21 10:00:00.25"),
-            Some(1_795_255_200_250)
-        );
-        assert_eq!(parse_time("2026-11-21"), Some(1_795_219_200_000));
-        assert_eq!(parse_time("1795255200"), Some(1_795_255_200_000));
-        assert_eq!(parse_time("1795255200123"), Some(1_795_255_200_123));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
-        assert_eq!(format_time(1_795_255_200_250), "2026-11-21T10:00:00.250Z");
-        for time in [0u64, 951_782_400_000, 1_795_255_200_999, 4_102_444_800_000] {
-            assert_eq!(parse_time(&format_time(time)), Some(time));
-        }
     }
 }

@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use crate::runtime;
 use crate::storage::gc::{self, Keep};
-use crate::storage::history::{self, format_time};
+use crate::storage::history;
+use crate::time::format_time;
 use crate::units::Version;
 use crate::vfs::Database;
 
