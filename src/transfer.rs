@@ -23,8 +23,8 @@ use crate::storage::block::{self, checksum};
 use crate::storage::interior::InteriorPages;
 use crate::storage::log::{self, Transaction, MAX_IN_FLIGHT};
 use crate::storage::{
-    header_page_size, is_page_size, BlockIndex, BlockSize, Snapshot, TxId, SQLITE_HEADER_LEN,
-    SQLITE_MAGIC,
+    header_page_size, header_u32, is_page_size, set_change_counter, BlockIndex, BlockSize,
+    Snapshot, TxId, CHANGE_COUNTER, PAGE_COUNT, SQLITE_HEADER_LEN, SQLITE_MAGIC, VERSION_VALID_FOR,
 };
 use crate::vfs::legacy::{self, FileImage, NewFile};
 use crate::vfs::{Database, Past};
@@ -61,8 +61,9 @@ fn invalid(name: &str, why: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{name} {why}"))
 }
 
+/// The number at `at` of a header already checked to be whole.
 fn read_u32(header: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    header_u32(header, at).unwrap_or_default()
 }
 
 /// Checks that `header` (the file's first bytes) and `size` describe a whole SQLite database
@@ -113,8 +114,8 @@ pub fn check_image(header: &[u8], size: u64, name: &str) -> Result<Image> {
     }
     // The page count at 28 is valid when the "version valid for" at 92 equals the change
     // counter at 24 (SQLite 3.7.0 and later).
-    let pages = read_u32(header, 28);
-    if pages > 0 && read_u32(header, 92) == read_u32(header, 24) {
+    let pages = read_u32(header, PAGE_COUNT);
+    if pages > 0 && read_u32(header, VERSION_VALID_FOR) == read_u32(header, CHANGE_COUNTER) {
         let expected = u64::from(pages) * u64::from(page_size);
         if size < expected {
             return Err(invalid(
@@ -568,7 +569,8 @@ fn distinct_header(block0: &Bytes, current: Option<&Bytes>) -> Bytes {
         Some(current)
             if current.len() >= SQLITE_HEADER_LEN && block0.len() >= SQLITE_HEADER_LEN =>
         {
-            current[24..40] == block0[24..40]
+            current[CHANGE_COUNTER..CHANGE_COUNTER + 16]
+                == block0[CHANGE_COUNTER..CHANGE_COUNTER + 16]
         }
         _ => false,
     };
@@ -576,13 +578,9 @@ fn distinct_header(block0: &Bytes, current: Option<&Bytes>) -> Bytes {
         return block0.clone();
     }
     let mut header = block0.to_vec();
-    let counter = read_u32(&header, 24);
-    let valid = read_u32(&header, 92) == counter;
-    let next = counter.wrapping_add(1).to_be_bytes();
-    header[24..28].copy_from_slice(&next);
-    if valid {
-        header[92..96].copy_from_slice(&next);
-    }
+    let counter = read_u32(&header, CHANGE_COUNTER);
+    let mirrored = read_u32(&header, VERSION_VALID_FOR) == counter;
+    set_change_counter(&mut header, counter.wrapping_add(1), mirrored);
     Bytes::from(header)
 }
 

@@ -13,7 +13,10 @@ use serde::Serialize;
 
 use super::block::{self, PatchCache};
 use super::log::{self, find_record, snapshot_of, Transaction, MAX_IN_FLIGHT};
-use super::{BlockIndex, Location, Snapshot, TxId, Version};
+use super::{
+    header_u32, set_change_counter, BlockIndex, Location, Snapshot, TxId, Version, CHANGE_COUNTER,
+    SCHEMA_COOKIE, SQLITE_HEADER_LEN,
+};
 use crate::backend::{run_bounded, Backend, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::time::format_time;
@@ -188,18 +191,6 @@ pub async fn list_versions(
         .collect())
 }
 
-/// Bytes 24..28 of a database file: SQLite's file change counter; 40..44: the schema cookie;
-/// 92..96: the version-valid-for number, which must equal the change counter.
-const CHANGE_COUNTER: usize = 24;
-const SCHEMA_COOKIE: usize = 40;
-const VERSION_VALID_FOR: usize = 92;
-
-fn read_u32(block: &[u8], at: usize) -> Option<u32> {
-    block
-        .get(at..at + 4)
-        .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
-
 /// Commits, on top of `parent` (the newest version, found by a freshness check that started
 /// at `checked`), a new version whose content is that of `old`.
 ///
@@ -286,13 +277,11 @@ pub async fn restore(
     if let (Some((_, first)), Some(parent_header)) = (upload.first_mut(), parent_header) {
         let mut header = first.to_vec();
         if let (Some(counter), Some(cookie), true) = (
-            read_u32(&parent_header, CHANGE_COUNTER),
-            read_u32(&parent_header, SCHEMA_COOKIE),
-            header.len() >= 100,
+            header_u32(&parent_header, CHANGE_COUNTER),
+            header_u32(&parent_header, SCHEMA_COOKIE),
+            header.len() >= SQLITE_HEADER_LEN,
         ) {
-            let counter = counter.wrapping_add(1).to_be_bytes();
-            header[CHANGE_COUNTER..CHANGE_COUNTER + 4].copy_from_slice(&counter);
-            header[VERSION_VALID_FOR..VERSION_VALID_FOR + 4].copy_from_slice(&counter);
+            set_change_counter(&mut header, counter.wrapping_add(1), true);
             let cookie = cookie.wrapping_add(1).to_be_bytes();
             header[SCHEMA_COOKIE..SCHEMA_COOKIE + 4].copy_from_slice(&cookie);
             *first = Bytes::from(header);

@@ -19,6 +19,29 @@ pub use snapshot::Snapshot;
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// The length of SQLite's database header, at the start of page 1.
 pub const SQLITE_HEADER_LEN: usize = 100;
+/// Offsets of big-endian numbers in SQLite's header: the file change counter, the page count,
+/// the schema cookie, and the version-valid-for number, which mirrors the change counter when
+/// the page count is valid. SQLite keeps a connection's page cache while the counter stays.
+pub const CHANGE_COUNTER: usize = 24;
+pub const PAGE_COUNT: usize = 28;
+pub const SCHEMA_COOKIE: usize = 40;
+pub const VERSION_VALID_FOR: usize = 92;
+
+/// The big-endian number at `at` of a SQLite header, when `header` holds it.
+pub fn header_u32(header: &[u8], at: usize) -> Option<u32> {
+    let bytes = header.get(at..at + 4)?;
+    Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+/// Sets the change counter of `header` (at least [`SQLITE_HEADER_LEN`] bytes) to `counter`,
+/// and its version-valid-for with it when `mirror`, so that every connection sees new content.
+pub fn set_change_counter(header: &mut [u8], counter: u32, mirror: bool) {
+    let bytes = counter.to_be_bytes();
+    header[CHANGE_COUNTER..CHANGE_COUNTER + 4].copy_from_slice(&bytes);
+    if mirror {
+        header[VERSION_VALID_FOR..VERSION_VALID_FOR + 4].copy_from_slice(&bytes);
+    }
+}
 
 /// Whether `bytes` is a page size SQLite allows: a power of two from 512 to 65536.
 pub fn is_page_size(bytes: u64) -> bool {
