@@ -2,13 +2,12 @@
 //! transaction as whole blocks, and commits them when SQLite syncs the file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::lock::{Busy, LockLevel};
+use super::lock::{Busy, Holder, LockLevel};
 use super::Database;
 use crate::cache::BlockKey;
 use crate::error::{Error, Result};
@@ -77,7 +76,7 @@ pub enum ReadOutcome {
 
 pub struct DbFile {
     database: Arc<Database>,
-    holder: u64,
+    holder: Holder,
     level: LockLevel,
     staleness: Duration,
     /// The version this connection reads: pinned when its read transaction starts.
@@ -98,11 +97,10 @@ pub struct DbFile {
 
 impl DbFile {
     pub fn new(database: Arc<Database>, staleness: Duration) -> DbFile {
-        static HOLDERS: AtomicU64 = AtomicU64::new(1);
         let snapshot = database.latest();
         DbFile {
+            holder: Holder::new(database.clone()),
             database,
-            holder: HOLDERS.fetch_add(1, Ordering::Relaxed),
             level: LockLevel::None,
             staleness,
             snapshot,
@@ -842,7 +840,7 @@ impl DbFile {
             self.level = level;
             return Ok(Ok(()));
         }
-        if let Err(busy) = self.database.locks.lock().lock(self.holder, level) {
+        if let Err(busy) = self.holder.lock(level) {
             return Ok(Err(busy));
         }
         if self.level == LockLevel::None {
@@ -853,10 +851,7 @@ impl DbFile {
                     self.checked = checked;
                 }
                 Err(error) => {
-                    self.database
-                        .locks
-                        .lock()
-                        .unlock(self.holder, LockLevel::None);
+                    self.holder.unlock(LockLevel::None);
                     return Err(error);
                 }
             }
@@ -874,7 +869,7 @@ impl DbFile {
             self.txn = None;
             self.doomed = false;
         }
-        self.database.locks.lock().unlock(self.holder, level);
+        self.holder.unlock(level);
         self.level = level;
     }
 
@@ -923,15 +918,6 @@ impl super::handle::File for DbFile {
     }
 }
 
-impl Drop for DbFile {
-    fn drop(&mut self) {
-        self.database
-            .locks
-            .lock()
-            .unlock(self.holder, LockLevel::None);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! A model-based test: random writes, truncates, commits and rollbacks through a DbFile on
@@ -944,6 +930,7 @@ mod tests {
     use crate::crypto::Keyring;
     use crate::storage::codec::Codec;
     use crate::storage::BlockSize;
+    use std::sync::atomic::Ordering;
 
     use crate::testing::Rng;
 

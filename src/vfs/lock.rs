@@ -4,6 +4,10 @@
 //! conditional PUT of the commit record instead.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::Database;
 
 /// SQLite's lock levels (SQLITE_LOCK_NONE ... SQLITE_LOCK_EXCLUSIVE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,6 +105,37 @@ impl LockTable {
     /// Whether any handle holds RESERVED or more.
     pub fn reserved(&self) -> bool {
         self.reserved.is_some() || self.pending.is_some() || self.exclusive.is_some()
+    }
+}
+
+/// One file's place in its database's [`LockTable`]: whatever it holds is let go when it is
+/// dropped, however the file goes away.
+pub struct Holder {
+    database: Arc<Database>,
+    id: u64,
+}
+
+impl Holder {
+    pub fn new(database: Arc<Database>) -> Holder {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Holder {
+            database,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    pub fn lock(&self, level: LockLevel) -> Result<(), Busy> {
+        self.database.locks.lock().lock(self.id, level)
+    }
+
+    pub fn unlock(&self, level: LockLevel) {
+        self.database.locks.lock().unlock(self.id, level);
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.unlock(LockLevel::None);
     }
 }
 

@@ -9,7 +9,6 @@
 //! header that makes a journal hot, is uploaded only after every other block of its sync.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use crate::error::Result;
 use crate::runtime;
 use crate::storage::{BlockIndex, BlockSize, ByteOffset};
 use crate::vfs::file::ReadOutcome;
-use crate::vfs::lock::{Busy, LockLevel};
+use crate::vfs::lock::{Busy, Holder, LockLevel};
 use crate::vfs::Database;
 
 /// Which file of a database this is.
@@ -44,20 +43,20 @@ pub struct LegacyFile {
     size: u64,
     /// The smallest size since the last flush: listed blocks at or past it are cut off.
     floor: u64,
-    holder: u64,
+    holder: Holder,
     level: LockLevel,
 }
 
 impl LegacyFile {
     /// Opens the database `database` names, or its journal, listing its objects.
     pub fn open(database: Arc<Database>, role: Role) -> Result<LegacyFile> {
-        static HOLDERS: AtomicU64 = AtomicU64::new(1);
         let name = match role {
             Role::Database => database.location.prefix.clone(),
             Role::Journal => format!("{}{JOURNAL_SUFFIX}", database.location.prefix),
         };
         let mut file = LegacyFile {
             block_size: database.latest().block_size,
+            holder: Holder::new(database.clone()),
             database,
             name,
             role,
@@ -66,8 +65,6 @@ impl LegacyFile {
             dirty_bytes: 0,
             size: 0,
             floor: 0,
-            // Far from the ids of versioned files, which count up from 1 in their own module.
-            holder: (1 << 62) + HOLDERS.fetch_add(1, Ordering::Relaxed),
             level: LockLevel::None,
         };
         file.refresh()?;
@@ -409,15 +406,12 @@ impl LegacyFile {
         if level <= self.level {
             return Ok(Ok(()));
         }
-        if let Err(busy) = self.database.locks.lock().lock(self.holder, level) {
+        if let Err(busy) = self.holder.lock(level) {
             return Ok(Err(busy));
         }
         if self.level == LockLevel::None {
             if let Err(error) = self.refresh() {
-                self.database
-                    .locks
-                    .lock()
-                    .unlock(self.holder, LockLevel::None);
+                self.holder.unlock(LockLevel::None);
                 return Err(error);
             }
         }
@@ -434,7 +428,7 @@ impl LegacyFile {
         if flushed.is_err() {
             self.discard();
         }
-        self.database.locks.lock().unlock(self.holder, level);
+        self.holder.unlock(level);
         self.level = level;
         flushed
     }
@@ -446,10 +440,7 @@ impl LegacyFile {
     /// Uploads what is left and releases the locks.
     pub fn close(&mut self) -> Result<()> {
         let flushed = self.flush();
-        self.database
-            .locks
-            .lock()
-            .unlock(self.holder, LockLevel::None);
+        self.holder.unlock(LockLevel::None);
         self.level = LockLevel::None;
         flushed
     }
@@ -490,15 +481,6 @@ impl crate::vfs::handle::File for LegacyFile {
     /// synced, as it does for the Python package.
     fn capabilities(&self) -> crate::vfs::handle::Capabilities {
         crate::vfs::handle::Capabilities { safe_append: false }
-    }
-}
-
-impl Drop for LegacyFile {
-    fn drop(&mut self) {
-        self.database
-            .locks
-            .lock()
-            .unlock(self.holder, LockLevel::None);
     }
 }
 
