@@ -139,6 +139,24 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete(&self, keys: &[String]) -> BackendResult<()>;
 }
 
+/// The stack every database's requests go through, from the top: encryption (when `sealer`
+/// is given), so that a retried PUT resends the same sealed bytes; retries with backoff,
+/// bounded by `retry`; metrics, under the retries, so that every attempt is counted (into each
+/// of `metrics`); then `origin`, the store itself.
+pub fn stack(
+    origin: Arc<dyn Backend>,
+    metrics: Vec<Arc<metered::Metrics>>,
+    retry: retry::RetryPolicy,
+    sealer: Option<Arc<crate::crypto::Sealer>>,
+) -> Arc<dyn Backend> {
+    let metered: Arc<dyn Backend> = Arc::new(metered::MeteredBackend::new(origin, metrics));
+    let retrying: Arc<dyn Backend> = Arc::new(retry::RetryingBackend::new(metered, retry));
+    match sealer {
+        Some(sealer) => Arc::new(sealed::SealedBackend::new(retrying, sealer)),
+        None => retrying,
+    }
+}
+
 /// Runs `tasks` with at most `limit` in flight, returning their results in order, or the
 /// first error.
 pub async fn run_bounded<T, E, F>(limit: usize, tasks: Vec<F>) -> Result<Vec<T>, E>

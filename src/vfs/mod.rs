@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
-use crate::backend::metered::{process_metrics, MeteredBackend, Metrics, MetricsSnapshot};
-use crate::backend::retry::{RetryPolicy, RetryingBackend};
+use crate::backend::metered::{process_metrics, Metrics, MetricsSnapshot};
+use crate::backend::retry::RetryPolicy;
 use crate::backend::s3::{Endpoint, S3Backend};
-use crate::backend::sealed::SealedBackend;
-use crate::backend::{honours_if_none_match, run_bounded, Backend};
+use crate::backend::{honours_if_none_match, run_bounded, stack, Backend};
 use crate::cache::disk::{DiskCache, DiskDirectory, DiskStats};
 use crate::cache::{BlockCache, BlockKey, CacheStats};
 use crate::config::{Config, Layout};
@@ -297,19 +296,16 @@ impl Database {
     ) -> Result<Arc<Database>> {
         let metrics = Arc::new(Metrics::default());
         let origin = backend.clone();
-        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(
-            backend,
-            vec![metrics.clone(), process_metrics().clone()],
-        ));
-        let backend: Arc<dyn Backend> = Arc::new(RetryingBackend::new(metered, retry));
         let sealer = config
             .encryption
             .clone()
             .map(|keys| Arc::new(Sealer::new(keys)));
-        let backend: Arc<dyn Backend> = match &sealer {
-            Some(sealer) => Arc::new(SealedBackend::new(backend, sealer.clone())),
-            None => backend,
-        };
+        let backend = stack(
+            backend,
+            vec![metrics.clone(), process_metrics().clone()],
+            retry,
+            sealer.clone(),
+        );
         let location = config.location.clone();
         let (snapshot, checked) = if config.layout == Layout::SqliteS3vfs {
             // Each connection lists the file when it opens it and when a transaction starts.
@@ -444,12 +440,12 @@ impl Database {
         if conditional_writes_checked().lock().contains(&checked) {
             return Ok(());
         }
-        let metered: Arc<dyn Backend> = Arc::new(MeteredBackend::new(
+        let backend = stack(
             self.origin.clone(),
             vec![process_metrics().clone()],
-        ));
-        let backend: Arc<dyn Backend> =
-            Arc::new(RetryingBackend::new(metered, RetryPolicy::default()));
+            RetryPolicy::default(),
+            None,
+        );
         let key = format!("{}/probe/{}", self.location.prefix, TxId::random());
         let probe = key.clone();
         let honoured = runtime::block_on(async move {
@@ -1213,8 +1209,10 @@ mod tests {
         // A server that honours it passes once per process, endpoint and bucket.
         let memory = Arc::new(MemoryBackend::new());
         let counted = Arc::new(Metrics::default());
-        let metered: Arc<dyn Backend> =
-            Arc::new(MeteredBackend::new(memory.clone(), vec![counted.clone()]));
+        let metered: Arc<dyn Backend> = Arc::new(crate::backend::metered::MeteredBackend::new(
+            memory.clone(),
+            vec![counted.clone()],
+        ));
         let honest =
             Database::with_backend(&config("honest.db", "0"), metered, RetryPolicy::default())
                 .expect("opens");
