@@ -6,6 +6,8 @@ pub mod handle;
 pub mod interior;
 pub mod legacy;
 pub mod lock;
+#[cfg(test)]
+mod model;
 pub mod open;
 pub mod pragma;
 pub mod prefetch;
