@@ -1,13 +1,13 @@
 //! Safe VFS logic: the databases this process has open, shared by all their connections,
 //! and (in [`file`]) one connection's database file.
 
+#[cfg(test)]
+mod contract;
 pub mod file;
 pub mod handle;
 pub mod interior;
 pub mod legacy;
 pub mod lock;
-#[cfg(test)]
-mod model;
 pub mod open;
 pub mod pragma;
 pub mod prefetch;
