@@ -3,86 +3,15 @@
 //! opening past versions, listing and restoring them, and collecting what no retained version
 //! needs, with the storage it frees measured.
 
-use std::path::PathBuf;
-use std::sync::Once;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
-use serde_json::Value;
-
-fn library() -> PathBuf {
-    match std::env::var("S3VFS_LIB") {
-        Ok(path) => PathBuf::from(path),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/libs3vfs"),
-    }
-}
-
-fn load() {
-    static LOAD: Once = Once::new();
-    LOAD.call_once(|| {
-        std::env::var("AWS_ENDPOINT_URL").expect(
-            "AWS_ENDPOINT_URL is not set: run the tests through `make test`, which starts the local S3 server",
-        );
-        let connection = Connection::open_in_memory().expect("memory db");
-        // SAFETY: loading the project's own extension, built by this repository.
-        unsafe {
-            let _guard = rusqlite::LoadExtensionGuard::new(&connection).expect("enable loading");
-            connection
-                .load_extension(library(), None::<&str>)
-                .expect("load libs3vfs");
-        }
-    });
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("it/{name}-{}-{nanos:x}.db", std::process::id())
-}
-
-fn uri(name: &str, parameters: &str) -> String {
-    format!("file:{name}?vfs=s3vfs&{parameters}")
-}
-
-fn try_open(name: &str, parameters: &str) -> rusqlite::Result<Connection> {
-    load();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI;
-    let connection = Connection::open_with_flags(uri(name, parameters), flags)?;
-    connection.busy_timeout(Duration::from_secs(5))?;
-    Ok(connection)
-}
-
-fn open(name: &str, parameters: &str) -> Connection {
-    try_open(name, parameters).unwrap_or_else(|error| panic!("open {name}?{parameters}: {error}"))
-}
-
-fn text(connection: &Connection, sql: &str) -> String {
-    connection
-        .query_row(sql, [], |row| row.get::<_, String>(0))
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-}
-
-fn json(connection: &Connection, sql: &str) -> Value {
-    serde_json::from_str(&text(connection, sql)).expect("JSON")
-}
+use common::*;
+use rusqlite::{Connection, ErrorCode};
 
 fn version(connection: &Connection) -> u64 {
-    json(connection, "SELECT s3vfs_stats()")["version"]
-        .as_u64()
-        .expect("version")
-}
-
-fn last_error(connection: &Connection) -> String {
-    connection
-        .query_row("SELECT s3vfs_last_error()", [], |row| {
-            row.get::<_, Option<String>>(0)
-        })
-        .expect("last error")
-        .unwrap_or_default()
+    stats(connection)["version"].as_u64().expect("version")
 }
 
 /// The content of table t, as one string.
@@ -91,17 +20,6 @@ fn content(connection: &Connection) -> String {
         connection,
         "SELECT count(*) || ':' || coalesce(group_concat(id || '=' || value, ','), '') FROM (SELECT * FROM t ORDER BY id)",
     )
-}
-
-fn integrity(connection: &Connection) -> String {
-    text(connection, "PRAGMA integrity_check")
-}
-
-fn code(error: &rusqlite::Error) -> Option<(ErrorCode, i32)> {
-    match error {
-        rusqlite::Error::SqliteFailure(failure, _) => Some((failure.code, failure.extended_code)),
-        _ => None,
-    }
 }
 
 /// The database's objects and bytes, by listing its prefix with a plain S3 client.
@@ -174,7 +92,7 @@ fn past_versions_open_read_only_by_number_and_by_time() {
             .execute("INSERT INTO t(value) VALUES ('no')", [])
             .expect_err("read-only");
         assert_eq!(
-            code(&error).map(|code| code.0),
+            sqlite_code(&error).map(|code| code.0),
             Some(ErrorCode::ReadOnly),
             "{error}"
         );
@@ -205,7 +123,10 @@ fn past_versions_open_read_only_by_number_and_by_time() {
     let error = try_open(&name, "version=99")
         .map(|_| ())
         .expect_err("no version 99");
-    assert_eq!(code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen)
+    );
     let message = last_error(&Connection::open_in_memory().expect("memory"));
     assert!(
         message.contains("version 99") && message.contains("versions 1 to"),
@@ -335,7 +256,10 @@ fn the_collector_frees_what_a_window_of_100_versions_does_not_need() {
     let error = try_open(&name, &format!("version={}", newest - 100))
         .map(|_| ())
         .expect_err("collected");
-    assert_eq!(code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen)
+    );
     // A second run finds nothing more.
     let again = json(&writer, "SELECT s3vfs_gc('main', 100)");
     assert_eq!(again["removed"]["total"]["objects"], 0, "{again}");
@@ -343,5 +267,8 @@ fn the_collector_frees_what_a_window_of_100_versions_does_not_need() {
     let error = try_open(&name, "gc_margin=1h")
         .map(|_| ())
         .expect_err("conflict");
-    assert_eq!(code(&error).map(|code| code.0), Some(ErrorCode::CannotOpen));
+    assert_eq!(
+        sqlite_code(&error).map(|code| code.0),
+        Some(ErrorCode::CannotOpen)
+    );
 }

@@ -2,69 +2,13 @@
 //! real local S3 server that `scripts/s3-server.sh` starts (its environment must be set:
 //! `eval "$(scripts/s3-server.sh env)"`, as `make test` does).
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
-use std::sync::Once;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use common::*;
+use rusqlite::{Connection, ErrorCode};
 use serde_json::Value;
-
-fn library() -> PathBuf {
-    match std::env::var("S3VFS_LIB") {
-        Ok(path) => PathBuf::from(path),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/libs3vfs"),
-    }
-}
-
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL is not set: run the tests through `make test`, which starts the local S3 server")
-}
-
-/// Loads the extension once per process; the VFS stays registered after that.
-fn load() {
-    static LOAD: Once = Once::new();
-    LOAD.call_once(|| {
-        let connection = Connection::open_in_memory().expect("memory db");
-        // SAFETY: loading the project's own extension, built by this repository.
-        unsafe {
-            let _guard = rusqlite::LoadExtensionGuard::new(&connection).expect("enable loading");
-            connection
-                .load_extension(library(), None::<&str>)
-                .expect("load libs3vfs");
-        }
-    });
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("it/{name}-{}-{nanos:x}.db", std::process::id())
-}
-
-fn uri(name: &str, parameters: &str) -> String {
-    if parameters.is_empty() {
-        format!("file:{name}?vfs=s3vfs")
-    } else {
-        format!("file:{name}?vfs=s3vfs&{parameters}")
-    }
-}
-
-fn open(name: &str, parameters: &str) -> Connection {
-    try_open(name, parameters).unwrap_or_else(|error| panic!("open {name}: {error}"))
-}
-
-fn try_open(name: &str, parameters: &str) -> rusqlite::Result<Connection> {
-    load();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI;
-    let connection = Connection::open_with_flags(uri(name, parameters), flags)?;
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(connection)
-}
 
 /// The same database reached through another spelling of the endpoint: s3vfs then keeps a
 /// separate cache, snapshot and lock table, exactly as another process or host would.
@@ -74,25 +18,12 @@ fn other_host() -> String {
     format!("endpoint={alias}")
 }
 
-fn stats(connection: &Connection) -> Value {
-    let text: String = connection
-        .query_row("SELECT s3vfs_stats()", [], |row| row.get(0))
-        .expect("stats");
-    serde_json::from_str(&text).expect("stats is JSON")
-}
-
 fn requests(connection: &Connection) -> Value {
     stats(connection)["database"]["requests"].clone()
 }
 
 fn delta(before: &Value, after: &Value, field: &str) -> u64 {
     after[field].as_u64().expect("counter") - before[field].as_u64().expect("counter")
-}
-
-fn integrity(connection: &Connection) -> String {
-    connection
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .expect("integrity_check")
 }
 
 fn fill(connection: &Connection, rows: i64, width: i64) {
@@ -139,22 +70,6 @@ fn run_cli(command: &mut Command, script: &str) -> std::process::Output {
         .write_all(script.as_bytes())
         .expect("write the script");
     child.wait_with_output().expect("the sqlite3 CLI finishes")
-}
-
-fn sqlite_code(error: &rusqlite::Error) -> Option<(ErrorCode, i32)> {
-    match error {
-        rusqlite::Error::SqliteFailure(failure, _) => Some((failure.code, failure.extended_code)),
-        _ => None,
-    }
-}
-
-fn last_error(connection: &Connection) -> String {
-    connection
-        .query_row("SELECT s3vfs_last_error()", [], |row| {
-            row.get::<_, Option<String>>(0)
-        })
-        .expect("last error")
-        .unwrap_or_default()
 }
 
 /// Opens `name` expecting SQLITE_CANTOPEN; returns s3vfs's message about why.
