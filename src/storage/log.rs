@@ -400,80 +400,114 @@ pub fn to_consolidate(parent: &Snapshot, size: u64) -> Vec<BlockIndex> {
 /// checkpoint when one is due), then creates the commit record, carrying the pages of small
 /// changes, with `If-None-Match: *`. A small transaction is that one request. Until it
 /// succeeds nothing of the transaction is visible; a conflict leaves no visible trace.
+///
+/// Every commit (a file's, a transfer's, a restore's) goes through here, in four steps: the
+/// freshness rule ([`ensure_fresh`]), what planning needs from the store ([`gather`]), the
+/// plan itself, which does no I/O ([`plan`]), and publishing it ([`publish`]).
 pub async fn commit(
     backend: Arc<dyn Backend>,
     location: Location,
     transaction: Transaction,
     records: Arc<PatchCache>,
 ) -> Result<Arc<Snapshot>> {
-    let Transaction {
-        parent,
-        txid,
-        size,
-        mut upload,
-        edits,
-        uploaded,
-        known,
-        mut checked,
-        first_upload,
-        interior,
-        previous_interior,
-        checkpoint: forced,
-    } = transaction;
-    let version = parent.version.next();
-    let margin = parent.gc_margin;
-    // The collector deletes no unreferenced object younger than `margin` (by the store's
-    // clock). A record created after the freshness check, or a block uploaded early by this
-    // transaction, is therefore safe for `margin` after the check or the upload; this
-    // transaction must land its record well within that: by half of it.
-    if let Some(first) = first_upload {
+    let checked = ensure_fresh(&backend, &location, &transaction).await?;
+    let deadline_start = transaction
+        .first_upload
+        .map_or(checked, |first| first.min(checked));
+    let due = transaction.checkpoint || checkpoint_due(&transaction.parent);
+    let fetched = gather(&backend, &location, &transaction, due, &records).await?;
+    let plan = plan(&location, transaction, due, fetched, now_ms());
+    publish(&backend, &location, plan, deadline_start, &records).await
+}
+
+/// The collector deletes no unreferenced object younger than the margin (by the store's
+/// clock). A record created after the freshness check, or a block uploaded early by this
+/// transaction, is therefore safe for the margin after the check or the upload; a transaction
+/// must land its record well within that: by half of it. Returns when the last proof that the
+/// parent is the newest version started: the transaction's, or a new one (a LIST) when that
+/// is too old.
+async fn ensure_fresh(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    transaction: &Transaction,
+) -> Result<Instant> {
+    let parent = &transaction.parent;
+    let (version, margin) = (parent.version.next(), parent.gc_margin);
+    if let Some(first) = transaction.first_upload {
         if first.elapsed() >= margin / 2 {
             return Err(too_slow(
-                &location,
+                location,
                 version,
                 "its first block upload",
                 margin,
             ));
         }
     }
-    if checked.elapsed() >= margin / 2 {
-        // A check that old no longer protects: check again (one LIST).
-        let recheck = Instant::now();
-        if newest_version(&backend, &location, Some(parent.version))
-            .await?
-            .is_some()
-        {
-            return Err(Error::Conflict {
-                bucket: location.bucket.clone(),
-                prefix: location.prefix.clone(),
-                version,
-            });
-        }
-        checked = recheck;
+    if transaction.checked.elapsed() < margin / 2 {
+        return Ok(transaction.checked);
     }
-    let block_size: BlockSize = parent.block_size;
-    let count = block_size.block_count(size);
-    let due = forced || checkpoint_due(&parent);
-    let blocks_written = (upload.len() + edits.len() + uploaded.len()) as u64;
+    // A check that old no longer protects: check again (one LIST).
+    let recheck = Instant::now();
+    if newest_version(backend, location, Some(parent.version))
+        .await?
+        .is_some()
+    {
+        return Err(Error::Conflict {
+            bucket: location.bucket.clone(),
+            prefix: location.prefix.clone(),
+            version,
+        });
+    }
+    Ok(recheck)
+}
 
-    let mut entries: BTreeMap<BlockIndex, BlockRef> = parent
+/// What planning a commit needs from the store.
+struct Fetched {
+    /// The pages the parent's records carry for blocks the transaction edits: its own pages
+    /// extend them (none at a checkpoint).
+    earlier: BTreeMap<BlockIndex, Patch>,
+    /// At a checkpoint, the content of every block still patched, to be written whole.
+    patched: BTreeMap<BlockIndex, Bytes>,
+    /// At a checkpoint, the index of the parent's checkpoint, to carry its valid pages.
+    previous_interior: Option<Arc<InteriorPages>>,
+}
+
+/// The blocks of the parent that stay patched in the new version: those the transaction does
+/// not write, within its size.
+fn still_patched(transaction: &Transaction) -> Vec<(BlockIndex, BlockRef)> {
+    let parent = &transaction.parent;
+    let count = parent.block_size.block_count(transaction.size);
+    let written: BTreeSet<BlockIndex> = transaction
+        .uploaded
+        .keys()
+        .copied()
+        .chain(transaction.upload.iter().map(|(index, _)| *index))
+        .chain(transaction.edits.iter().map(|(index, _)| *index))
+        .collect();
+    parent
         .changes
         .iter()
-        .filter(|(index, _)| index.0 < count)
+        .filter(|(index, entry)| {
+            index.0 < count && entry.patch.is_some() && !written.contains(index)
+        })
         .map(|(index, entry)| (*index, entry.clone()))
-        .collect();
-    for (index, sum) in &uploaded {
-        entries.insert(*index, BlockRef::whole(txid, Some(*sum)));
-    }
-    for (index, data) in &upload {
-        entries.insert(*index, BlockRef::whole(txid, Some(checksum(data))));
-    }
-    // The pages the parent's record carries for the blocks this transaction edits: its own
-    // pages extend them. Usually cached (this process read or wrote them); else one GET.
-    let earlier: BTreeMap<BlockIndex, Patch> = if due {
-        BTreeMap::new()
-    } else {
-        let wanted: BTreeSet<Version> = edits
+        .collect()
+}
+
+/// Fetches what [`plan`] needs, concurrently: the parent's pages of edited blocks (usually
+/// cached: this process read or wrote them), and at a checkpoint the blocks still patched and
+/// the previous interior-page index (unless the caller has them).
+async fn gather(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    transaction: &Transaction,
+    due: bool,
+    records: &Arc<PatchCache>,
+) -> Result<Fetched> {
+    let parent = &transaction.parent;
+    if !due {
+        let wanted: BTreeSet<Version> = transaction
+            .edits
             .iter()
             .filter_map(|(index, _)| parent.block_ref(*index)?.patch)
             .collect();
@@ -490,14 +524,106 @@ pub async fn commit(
             .copied()
             .zip(run_bounded(MAX_IN_FLIGHT, fetches).await?)
             .collect();
-        edits
+        let earlier = transaction
+            .edits
             .iter()
             .filter_map(|(index, _)| {
                 let version = parent.block_ref(*index)?.patch?;
                 Some((*index, pages.get(&version)?.get(index)?.clone()))
             })
-            .collect()
+            .collect();
+        return Ok(Fetched {
+            earlier,
+            patched: BTreeMap::new(),
+            previous_interior: None,
+        });
+    }
+    let chained = still_patched(transaction);
+    let fetches: Vec<_> = chained
+        .iter()
+        .map(|(index, entry)| {
+            let (backend, location, records) = (backend.clone(), location.clone(), records.clone());
+            let (index, entry, len) = (*index, entry.clone(), parent.block_len(*index));
+            let (cached, codec) = (transaction.known.get(&index).cloned(), parent.codec);
+            async move {
+                match cached {
+                    Some(data) => Ok(data),
+                    None => {
+                        block::fetch(&backend, &location, codec, index, &entry, len, &records).await
+                    }
+                }
+            }
+        })
+        .collect();
+    // A forced checkpoint replaces every block: nothing of the parent's index carries.
+    let previous = async {
+        match &transaction.previous_interior {
+            _ if transaction.checkpoint => None,
+            Some(previous) => Some(previous.clone()),
+            None => previous_index(backend, location, parent).await,
+        }
     };
+    let (contents, previous_interior) = tokio::join!(run_bounded(MAX_IN_FLIGHT, fetches), previous);
+    Ok(Fetched {
+        earlier: BTreeMap::new(),
+        patched: chained
+            .into_iter()
+            .map(|(index, _)| index)
+            .zip(contents?)
+            .collect(),
+        previous_interior,
+    })
+}
+
+/// What a commit writes, decided before any of it is sent.
+struct Plan {
+    /// The new version, as readers will see it.
+    snapshot: Snapshot,
+    /// Blocks to upload whole under the transaction's txid.
+    upload: Vec<(BlockIndex, Bytes)>,
+    /// The checkpoint's objects (its interior-page index, then the checkpoint), when one is due.
+    checkpoint: Vec<(String, Bytes)>,
+    /// The commit record.
+    record: ParsedRecord,
+}
+
+/// Decides what `transaction` writes as version `parent + 1`, at `now_ms` by the writer's
+/// clock, without I/O: the block map (a small change as pages in the record, a larger one as
+/// a whole block), and at a checkpoint (`due`) every block whole and the checkpoint's objects.
+fn plan(
+    location: &Location,
+    transaction: Transaction,
+    due: bool,
+    fetched: Fetched,
+    now_ms: u64,
+) -> Plan {
+    let Transaction {
+        parent,
+        txid,
+        size,
+        mut upload,
+        edits,
+        uploaded,
+        interior,
+        ..
+    } = transaction;
+    let version = parent.version.next();
+    let block_size: BlockSize = parent.block_size;
+    let count = block_size.block_count(size);
+    let blocks_written = (upload.len() + edits.len() + uploaded.len()) as u64;
+
+    let mut entries: BTreeMap<BlockIndex, BlockRef> = parent
+        .changes
+        .iter()
+        .filter(|(index, _)| index.0 < count)
+        .map(|(index, entry)| (*index, entry.clone()))
+        .collect();
+    for (index, sum) in &uploaded {
+        entries.insert(*index, BlockRef::whole(txid, Some(*sum)));
+    }
+    for (index, data) in &upload {
+        entries.insert(*index, BlockRef::whole(txid, Some(checksum(data))));
+    }
     let patch_limit = MAX_PATCH_BYTES.min(block_size.bytes() / 4);
     let mut patches: BTreeMap<BlockIndex, Patch> = BTreeMap::new();
     let mut page_bytes = 0u64;
@@ -505,7 +631,7 @@ pub async fn commit(
         let sum = checksum(&edit.data);
         let patched = match parent.block_ref(index) {
             Some(entry) if !due && block_size.block_len(index, parent.size) > 0 => {
-                match (entry.patch, earlier.get(&index)) {
+                match (entry.patch, fetched.earlier.get(&index)) {
                     (None, _) => Some((entry, diff(&edit.original, &edit.data))),
                     (Some(_), Some(earlier)) => {
                         Some((entry, extend(earlier, &edit.original, &edit.data)))
@@ -538,34 +664,10 @@ pub async fn commit(
             }
         }
     }
-    if due {
-        // No patch outlives a checkpoint: what is still patched is written whole, keeping the
-        // name of its content.
-        let chained: Vec<(BlockIndex, BlockRef)> = entries
-            .iter()
-            .filter(|(_, entry)| entry.patch.is_some())
-            .map(|(index, entry)| (*index, entry.clone()))
-            .collect();
-        let fetches: Vec<_> = chained
-            .iter()
-            .map(|(index, entry)| {
-                let (backend, location, records) =
-                    (backend.clone(), location.clone(), records.clone());
-                let (index, entry, len) = (*index, entry.clone(), parent.block_len(*index));
-                let (cached, codec) = (known.get(&index).cloned(), parent.codec);
-                async move {
-                    match cached {
-                        Some(data) => Ok(data),
-                        None => {
-                            block::fetch(&backend, &location, codec, index, &entry, len, &records)
-                                .await
-                        }
-                    }
-                }
-            })
-            .collect();
-        let contents = run_bounded(MAX_IN_FLIGHT, fetches).await?;
-        for ((index, entry), data) in chained.into_iter().zip(contents) {
+    // No patch outlives a checkpoint: what is still patched is written whole, keeping the
+    // name of its content.
+    for (index, data) in fetched.patched {
+        if let Some(entry) = entries.get(&index).cloned() {
             entries.insert(
                 index,
                 BlockRef {
@@ -585,30 +687,23 @@ pub async fn commit(
         block_size,
         txid,
         // Commit times never go backwards, whatever the writers' clocks: `as_of=` relies on it.
-        time_ms: now_ms().max(parent.time_ms),
+        time_ms: now_ms.max(parent.time_ms),
         base_version: parent.base_version,
         base_txid: parent.base_txid,
         base: parent.base.clone(),
         interior: parent.interior,
         changes: Arc::new(entries),
         patches: Arc::new(patches),
-        gc_margin: margin,
+        gc_margin: parent.gc_margin,
         format: parent.codec.format(),
         codec: parent.codec,
     };
-    let mut checkpoint_upload = Vec::new();
+    let mut checkpoint = Vec::new();
     if due {
         let blocks = snapshot.full_map();
-        let key = location.checkpoint_key(version, txid);
-        // A forced checkpoint replaces every block: nothing of the parent's index carries.
-        let previous = match previous_interior {
-            _ if forced => None,
-            Some(previous) => Some(previous),
-            None => previous_index(&backend, &location, &parent).await,
-        };
-        let index = interior_index(interior, previous.as_deref(), &snapshot);
+        let index = interior_index(interior, fetched.previous_interior.as_deref(), &snapshot);
         let index_body = index.as_ref().map(|index| index.encode(parent.codec));
-        let checkpoint = ParsedCheckpoint {
+        let parsed = ParsedCheckpoint {
             version,
             size,
             block_size,
@@ -617,34 +712,18 @@ pub async fn commit(
             codec: parent.codec,
         };
         if let Some(body) = index_body {
-            checkpoint_upload.push((location.interior_key(version, txid), body));
+            checkpoint.push((location.interior_key(version, txid), body));
         }
-        checkpoint_upload.push((key, Checkpoint::encode(&checkpoint)));
+        checkpoint.push((
+            location.checkpoint_key(version, txid),
+            Checkpoint::encode(&parsed),
+        ));
         snapshot.base_version = version;
         snapshot.base_txid = txid;
         snapshot.base = Arc::new(blocks);
-        snapshot.interior = checkpoint.interior;
+        snapshot.interior = parsed.interior;
         snapshot.changes = Arc::new(BTreeMap::new());
     }
-
-    let checkpoint_put = {
-        let backend = backend.clone();
-        let puts: Vec<_> = checkpoint_upload
-            .into_iter()
-            .map(|(key, body)| {
-                let backend = backend.clone();
-                async move { backend.put(&key, body).await.map_err(Error::from) }
-            })
-            .collect();
-        async move { run_bounded(MAX_IN_FLIGHT, puts).await.map(|_| ()) }
-    };
-    let (blocks_result, checkpoint_result) = tokio::join!(
-        upload_blocks(&backend, &location, parent.codec, txid, upload),
-        checkpoint_put
-    );
-    blocks_result?;
-    checkpoint_result?;
-
     let record = ParsedRecord {
         version,
         txid,
@@ -655,15 +734,62 @@ pub async fn commit(
         base_txid: snapshot.base_txid,
         changes: (*snapshot.changes).clone(),
         blocks_written,
-        gc_margin: margin,
+        gc_margin: snapshot.gc_margin,
         patches: snapshot.patches.clone(),
         format: parent.codec.format(),
         codec: parent.codec,
     };
+    Plan {
+        snapshot,
+        upload,
+        checkpoint,
+        record,
+    }
+}
+
+/// Sends `plan`: its blocks and checkpoint objects concurrently, then the record with
+/// `If-None-Match: *` if the transaction is still within its deadline (half the margin after
+/// `deadline_start`), then at a checkpoint the head hint.
+async fn publish(
+    backend: &Arc<dyn Backend>,
+    location: &Location,
+    plan: Plan,
+    deadline_start: Instant,
+    records: &PatchCache,
+) -> Result<Arc<Snapshot>> {
+    let Plan {
+        snapshot,
+        upload,
+        checkpoint,
+        record,
+    } = plan;
+    let (version, txid, codec, margin) = (
+        snapshot.version,
+        snapshot.txid,
+        snapshot.codec,
+        snapshot.gc_margin,
+    );
+    let due = !checkpoint.is_empty();
+    let checkpoint_put = {
+        let puts: Vec<_> = checkpoint
+            .into_iter()
+            .map(|(key, body)| {
+                let backend = backend.clone();
+                async move { backend.put(&key, body).await.map_err(Error::from) }
+            })
+            .collect();
+        async move { run_bounded(MAX_IN_FLIGHT, puts).await.map(|_| ()) }
+    };
+    let (blocks_result, checkpoint_result) = tokio::join!(
+        upload_blocks(backend, location, codec, txid, upload),
+        checkpoint_put
+    );
+    blocks_result?;
+    checkpoint_result?;
+
     let key = location.log_key(version);
-    let deadline_start = first_upload.map_or(checked, |first| first.min(checked));
     if deadline_start.elapsed() >= margin / 2 {
-        return Err(too_slow(&location, version, "its freshness check", margin));
+        return Err(too_slow(location, version, "its freshness check", margin));
     }
     match backend
         .put_if_absent(&key, CommitRecord::encode(&record))
@@ -672,7 +798,7 @@ pub async fn commit(
         PutOutcome::Created => {}
         PutOutcome::AlreadyExists => {
             // A lost reply is not a lost commit: the record that exists may be ours.
-            let existing = match find_record(&backend, &location, version).await? {
+            let existing = match find_record(backend, location, version).await? {
                 Some(existing) => existing,
                 None => {
                     return Err(Error::NotCommitted(format!(
@@ -696,7 +822,7 @@ pub async fn commit(
     records.insert(version, snapshot.patches.clone());
     if due {
         let head = Head {
-            format: parent.codec.format(),
+            format: codec.format(),
             version: version.0,
         };
         // Best effort: the head only shortens the next cold open's LIST.
@@ -786,6 +912,42 @@ mod tests {
             bucket: "memory".into(),
             prefix: "db".into(),
         }
+    }
+
+    #[test]
+    fn a_commit_is_planned_without_the_store() {
+        let parent = Arc::new(Snapshot::empty(BlockSize::new(4096).expect("valid")));
+        let transaction = || {
+            let mut transaction = Transaction::new(parent.clone(), TxId(7), 6000, Instant::now());
+            transaction.upload = vec![
+                (BlockIndex(0), Bytes::from(vec![1u8; 4096])),
+                (BlockIndex(1), Bytes::from(vec![2u8; 1904])),
+            ];
+            transaction
+        };
+        let nothing = || Fetched {
+            earlier: BTreeMap::new(),
+            patched: BTreeMap::new(),
+            previous_interior: None,
+        };
+        let planned = plan(&location(), transaction(), false, nothing(), 1234);
+        assert_eq!(planned.snapshot.version, Version(1));
+        assert_eq!(planned.record.time_ms, 1234);
+        assert_eq!(planned.upload.len(), 2);
+        assert!(planned.checkpoint.is_empty());
+        assert_eq!(planned.record.changes.len(), 2);
+        assert_eq!(planned.record.blocks_written, 2);
+        assert_eq!(planned.record.base_version, Version(0));
+        // At a checkpoint the map moves into it, and the record names it as its base.
+        let planned = plan(&location(), transaction(), true, nothing(), 1234);
+        assert_eq!(planned.checkpoint.len(), 1);
+        assert_eq!(
+            planned.checkpoint[0].0,
+            location().checkpoint_key(Version(1), TxId(7))
+        );
+        assert!(planned.record.changes.is_empty());
+        assert_eq!(planned.record.base_version, Version(1));
+        assert_eq!(planned.snapshot.full_map().len(), 2);
     }
 
     fn transaction(parent: &Arc<Snapshot>, fill: u8) -> Transaction {
