@@ -1,10 +1,12 @@
 //! The block cache of one database: an LRU bounded in bytes, with single-flight misses so that
-//! readers missing the same block share one request.
+//! readers missing the same block share one request; and ([`readahead`]) which blocks a
+//! sequential reader should fetch along.
 //!
 //! Blocks are immutable objects, so a cached block never goes stale: a new version names new
 //! objects, and the old ones age out of the LRU.
 
 pub mod disk;
+pub mod readahead;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
