@@ -6,7 +6,7 @@
 //!
 //! Layers, from C down to the network:
 //! - [`ffi`]: the only `unsafe` code: entry points, VFS and io_methods trampolines, and the
-//!   SQL functions ([`ffi::sql`]), which decode their arguments and call safe code.
+//!   SQL functions' registration ([`ffi::sql`]), which decodes their arguments and answers.
 //! - [`vfs`]: safe VFS logic: opening files of either layout behind one `File` trait, locking, a
 //!   database file's reads, writes and commits, and ([`vfs::legacy`]) the object layout of the
 //!   Python package sqlite-s3vfs (`layout=sqlite-s3vfs`).
@@ -16,6 +16,7 @@
 //! - [`runtime`]: the tokio runtime and the one blocking bridge.
 //! - [`config`]: typed configuration from URI parameters and the environment.
 //! - [`crypto`]: client-side encryption: keys, fingerprints, sealing an object with AES-256-GCM.
+//! - [`functions`]: the bodies of the SQL functions that work on a database, as safe code.
 //! - [`transfer`]: serializing a version out and deserializing a plain file in.
 //! - [`time`]: one grammar for durations and one for points in time.
 //! - [`units`]: block indexes, byte offsets, versions, transaction ids, the block size.
@@ -32,6 +33,7 @@ pub mod crypto;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod functions;
 pub mod logging;
 pub mod progress;
 pub mod runtime;

@@ -1,10 +1,7 @@
-//! The SQL functions s3vfs adds to every connection: `s3vfs_version()`, `s3vfs_debug()`,
-//! `s3vfs_stats()`, `s3vfs_last_error()`; (in [`transfer`]) `s3vfs_serialize()`,
-//! `s3vfs_deserialize()` and `s3vfs_copy()`; and (in [`history`]) `s3vfs_versions()`,
-//! `s3vfs_restore()` and `s3vfs_gc()`.
-
-pub mod history;
-mod transfer;
+//! The SQL functions s3vfs adds to every connection, registered here: those that only report
+//! (`s3vfs_version()`, `s3vfs_debug()`, `s3vfs_stats()`, `s3vfs_last_error()`), and those that
+//! work on a database, whose bodies are safe code in [`crate::functions`]: their arguments
+//! are decoded, their answers set and their errors reported here, one way for all.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -16,9 +13,10 @@ use sqlite_loadable::{define_scalar_function, Error as FunctionError, FunctionFl
 use std::sync::Arc;
 
 use crate::backend::metered::process_metrics;
-use crate::config::Config;
 use crate::error::{Error, Operation, Result};
-use crate::vfs::{Database, Past};
+use crate::functions::{self, Caller, Reply, Value};
+use crate::storage::Snapshot;
+use crate::vfs::Database;
 
 /// The names of every SQL function s3vfs defines.
 pub const FUNCTIONS: &[&str] = &[
@@ -33,34 +31,6 @@ pub const FUNCTIONS: &[&str] = &[
     "s3vfs_restore",
     "s3vfs_gc",
 ];
-
-/// The s3vfs database `name` designates for connection `db` — a schema of the connection
-/// (`main`, an ATTACHed name) or a URI `file:NAME?bucket=...` — and the past version it names,
-/// if any: a URI's `version=` or `as_of=`, or the version a schema was opened at.
-pub(crate) fn resolve(db: *mut sqlite3, name: &str) -> Result<(Arc<Database>, Option<Past>)> {
-    if name.starts_with("file:") {
-        let config = Config::from_uri(name, |variable| std::env::var(variable).ok())?;
-        return Ok((Database::open(&config)?, config.pin.map(Past::Pin)));
-    }
-    let (database, past) = crate::ffi::database_of(db, name).ok_or_else(|| {
-        Error::Invalid(format!(
-            "'{name}' is not an s3vfs database of this connection: name a schema opened with \
-             vfs=s3vfs ('main' or an ATTACHed name) or a URI such as 'file:shop.db?bucket=BUCKET'"
-        ))
-    })?;
-    Ok((database, past.map(Past::Snapshot)))
-}
-
-/// As [`resolve`], for a database to change or collect: a past version is refused.
-pub(crate) fn resolve_current(db: *mut sqlite3, name: &str) -> Result<Arc<Database>> {
-    match resolve(db, name)? {
-        (database, None) => Ok(database),
-        (_, Some(_)) => Err(Error::Invalid(format!(
-            "{name:?} names a past version (version= or as_of=), which is read-only: name the \
-             database without them"
-        ))),
-    }
-}
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
 pub(crate) fn guarded(
@@ -80,88 +50,92 @@ pub(crate) fn guarded_work(
     guarded(body)
 }
 
-/// What a function that works on a database answers.
-pub(crate) enum Reply {
-    Text(String),
-    Integer(i64),
-    Blob(Vec<u8>),
+/// The connection that called a function, for its body (see [`Caller`]).
+struct Connection(*mut sqlite3);
+
+impl Caller for Connection {
+    fn schema(&self, name: &str) -> Option<(Arc<Database>, Option<Arc<Snapshot>>)> {
+        crate::ffi::database_of(self.0, name)
+    }
+    fn in_transaction(&self) -> bool {
+        crate::ffi::in_transaction(self.0)
+    }
+    fn blob_limit(&self) -> u64 {
+        crate::ffi::length_limit(self.0).unwrap_or(u64::MAX)
+    }
 }
 
-/// Runs the body of a function that works on a database (see [`guarded_work`]) and sets its
-/// answer; an error goes to `sqlite3_log` and `s3vfs_last_error()` and becomes the function's
-/// error with its extended code (517 for a lost commit race; `SQLITE_ERROR` for bad input).
-pub(crate) fn answer(
+/// The arguments of a call, borrowed from SQLite for the length of the call.
+fn arguments(values: &[*mut sqlite3_value]) -> Vec<Value<'_>> {
+    values
+        .iter()
+        .map(|value| match api::value_type(value) {
+            ValueType::Integer => Value::Integer(api::value_int64(value)),
+            ValueType::Float => Value::Float(api::value_double(value)),
+            ValueType::Text => match api::value_text(value) {
+                Ok(text) => Value::Text(text),
+                Err(_) => Value::BadText,
+            },
+            // An empty BLOB's pointer is null: never make a slice of it.
+            ValueType::Blob if api::value_bytes(value) == 0 => Value::Blob(&[]),
+            ValueType::Blob => Value::Blob(api::value_blob(value)),
+            ValueType::Null => Value::Null,
+        })
+        .collect()
+}
+
+/// Runs `body`, a function that works on a database, on the call's arguments (see
+/// [`guarded_work`]) and sets its answer; an error goes to `sqlite3_log` and
+/// `s3vfs_last_error()` and becomes the function's error with its extended code (517 for a
+/// lost commit race; `SQLITE_ERROR` for bad input).
+fn answer(
     context: *mut sqlite3_context,
-    body: impl FnOnce(*mut sqlite3) -> Result<Reply>,
+    values: &[*mut sqlite3_value],
+    body: fn(&dyn Caller, &[Value]) -> Result<Reply>,
 ) -> Result<(), FunctionError> {
-    guarded_work(|| match body(api::context_db_handle(context)) {
-        Ok(Reply::Text(text)) => api::result_text(context, text),
-        Ok(Reply::Integer(number)) => {
-            api::result_int64(context, number);
-            Ok(())
-        }
-        Ok(Reply::Blob(blob)) => {
-            api::result_blob(context, &blob);
-            Ok(())
-        }
-        Err(error) => {
-            let code = match &error {
-                Error::Config(_) | Error::Format(_) | Error::Invalid(_) | Error::Unsupported(_) => {
-                    crate::error::code::ERROR
-                }
-                other => other.sqlite_code(Operation::Other),
-            };
-            let message = error.to_string();
-            crate::ffi::report(code, &message, false);
-            api::result_error(context, &message)?;
-            api::result_error_code(context, code);
-            Ok(())
+    guarded_work(|| {
+        let caller = Connection(api::context_db_handle(context));
+        match body(&caller, &arguments(values)) {
+            Ok(Reply::Text(text)) => api::result_text(context, text),
+            Ok(Reply::Integer(number)) => {
+                api::result_int64(context, number);
+                Ok(())
+            }
+            Ok(Reply::Blob(blob)) => {
+                api::result_blob(context, &blob);
+                Ok(())
+            }
+            Err(error) => {
+                let code = match &error {
+                    Error::Config(_)
+                    | Error::Format(_)
+                    | Error::Invalid(_)
+                    | Error::Unsupported(_) => crate::error::code::ERROR,
+                    other => other.sqlite_code(Operation::Other),
+                };
+                let message = error.to_string();
+                crate::ffi::report(code, &message, false);
+                api::result_error(context, &message)?;
+                api::result_error_code(context, code);
+                Ok(())
+            }
         }
     })
 }
 
-/// Argument `at` as text, `None` when it is absent or NULL; another type is refused, naming
-/// the argument as `what`.
-pub(crate) fn optional_text<'a>(
-    values: &[*mut sqlite3_value],
-    at: usize,
-    what: &str,
-) -> Result<Option<&'a str>> {
-    let Some(value) = values.get(at) else {
-        return Ok(None);
-    };
-    match api::value_type(value) {
-        ValueType::Null => Ok(None),
-        ValueType::Text => api::value_text(value)
-            .map(Some)
-            .map_err(|_| Error::Invalid(format!("{what} is not valid UTF-8"))),
-        _ => Err(Error::Invalid(format!("{what} must be text"))),
-    }
-}
-
-/// Argument `at` as text; absent, NULL or of another type, it is refused.
-pub(crate) fn required_text<'a>(
-    values: &[*mut sqlite3_value],
-    at: usize,
-    what: &str,
-) -> Result<&'a str> {
-    if values.len() <= at {
-        return Err(Error::Invalid(format!("missing {what}")));
-    }
-    optional_text(values, at, what)?.ok_or_else(|| Error::Invalid(format!("{what} must be text")))
-}
-
-/// Refuses a function that commits on its own (`what`) inside a transaction of the calling
-/// connection: its commit would be a version the transaction was not built on, so the
-/// transaction's own COMMIT would then fail as if another writer had committed.
-pub(crate) fn refuse_inside_transaction(db: *mut sqlite3, what: &str) -> Result<()> {
-    if crate::ffi::in_transaction(db) {
-        return Err(Error::Invalid(format!(
-            "{what} commits on its own and cannot run inside a transaction: call it after \
-             COMMIT or ROLLBACK"
-        )));
-    }
-    Ok(())
+/// Defines `name` for each arity in `arities`, running `body` through [`answer`].
+macro_rules! define_working {
+    ($db:expr, $name:literal, $arities:expr, $body:path) => {{
+        fn trampoline(
+            context: *mut sqlite3_context,
+            values: &[*mut sqlite3_value],
+        ) -> Result<(), FunctionError> {
+            answer(context, values, $body)
+        }
+        for arity in $arities {
+            define_scalar_function($db, $name, arity, trampoline, FunctionFlags::UTF8)?;
+        }
+    }};
 }
 
 fn version(
@@ -242,24 +216,16 @@ pub fn register(db: *mut sqlite3) -> Result<(), FunctionError> {
     define_scalar_function(db, "s3vfs_stats", 0, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_stats", 1, stats, FunctionFlags::UTF8)?;
     define_scalar_function(db, "s3vfs_last_error", 0, last_error, FunctionFlags::UTF8)?;
-    for arity in 0..=1 {
-        define_scalar_function(
-            db,
-            "s3vfs_versions",
-            arity,
-            history::versions,
-            FunctionFlags::UTF8,
-        )?;
-    }
-    define_scalar_function(
+    define_working!(db, "s3vfs_versions", 0..=1, functions::history::versions);
+    define_working!(db, "s3vfs_restore", 2..=2, functions::history::restore);
+    define_working!(db, "s3vfs_gc", 0..=2, functions::history::collect);
+    define_working!(db, "s3vfs_serialize", 1..=3, functions::transfer::serialize);
+    define_working!(
         db,
-        "s3vfs_restore",
-        2,
-        history::restore,
-        FunctionFlags::UTF8,
-    )?;
-    for arity in 0..=2 {
-        define_scalar_function(db, "s3vfs_gc", arity, history::collect, FunctionFlags::UTF8)?;
-    }
-    transfer::register(db)
+        "s3vfs_deserialize",
+        2..=3,
+        functions::transfer::deserialize
+    );
+    define_working!(db, "s3vfs_copy", 2..=3, functions::transfer::copy);
+    Ok(())
 }
