@@ -66,6 +66,20 @@ def other_endpoint():
     return f"{parsed.scheme}://{host}:{parsed.port}"
 
 
+def s3():
+    """A plain S3 client of the local server, to look at what s3vfs stored."""
+    import boto3
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+
+
+def stored(name):
+    """Every object of database `name`: key -> body."""
+    client, bucket = s3(), os.environ["S3VFS_BUCKET"]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{name}/")
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
 def integrity(conn):
     return [row[0] for row in conn.execute("PRAGMA integrity_check")]
 

@@ -5,26 +5,14 @@ changed at rest is SQLITE_IOERR_DATA naming the object."""
 import os
 
 import apsw
-import boto3
 import pytest
 
-from s3vfs_util import connect, extended_code, integrity, run_worker, stats, unique_name, uri
+from s3vfs_util import (connect, extended_code, integrity, run_worker, s3, stats, stored,
+                        unique_name, uri)
 from s3vfs_worker import table_digest
 
 SQLITE_IOERR_DATA = 10 | (32 << 8)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def s3():
-    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-
-
-def stored(name):
-    """Every object of database `name`: key -> body."""
-    client, bucket = s3(), os.environ["S3VFS_BUCKET"]
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{name}/")
-    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
 def build(name, **params):

@@ -10,13 +10,13 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 
 import apsw
-import boto3
 import pytest
 
 from s3vfs_util import (LIB, REPO, connect, extended_code, integrity, other_endpoint,
-                        proxy_call, run_worker, stats, unique_name, uri, worker_env)
+                        proxy_call, run_worker, s3, stats, stored, unique_name, uri, worker_env)
 from s3vfs_worker import table_digest
 
 SQLITE_IOERR_DATA = 10 | (32 << 8)
@@ -28,18 +28,6 @@ NEW_KEY = "e4d3c2b1a0f9e8d7c6b5a49382716050e4d3c2b1a0f9e8d7c6b5a49382716050"
 def fingerprint(key):
     """The fingerprint s3vfs shows of a key: SHA-256 of a label and the key, first 8 bytes."""
     return hashlib.sha256(b"s3vfs key fingerprint\n" + bytes.fromhex(key)).hexdigest()[:16]
-
-
-def s3():
-    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-
-
-def stored(name):
-    """Every object of database `name`: key -> body."""
-    client, bucket = s3(), os.environ["S3VFS_BUCKET"]
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{name}/")
-    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
 ROW_TEXT = "confidential order"
@@ -209,7 +197,7 @@ def test_a_changed_or_moved_object_is_an_io_data_error(monkeypatch):
     changed = bytearray(original)
     changed[len(changed) // 2] ^= 0x01
     # The checksum fixed up, as someone who knows the format would: the seal still fails.
-    changed[-4:] = (__import__("zlib").crc32(bytes(changed[:-4])) & 0xffffffff).to_bytes(4, "little")
+    changed[-4:] = (zlib.crc32(bytes(changed[:-4])) & 0xffffffff).to_bytes(4, "little")
     moved = client.get_object(Bucket=bucket, Key=donor)["Body"].read()
     for body, why in ((bytes(changed), "does not authenticate"), (moved, "does not authenticate")):
         client.put_object(Bucket=bucket, Key=target, Body=body)
