@@ -27,7 +27,7 @@ use crate::runtime;
 use crate::storage::block::{checksum, BlockRef};
 use crate::storage::interior::{self, InteriorPages};
 use crate::storage::log::{self, Edit, Transaction};
-use crate::storage::{page_number, BlockIndex, ByteOffset, Snapshot, TxId};
+use crate::storage::{page_number, BlockIndex, ByteOffset, Piece, Snapshot, TxId};
 
 /// A block the current transaction changed.
 enum Dirty {
@@ -59,6 +59,27 @@ pub enum ReadOutcome {
     Full,
     /// The file ended first; the rest of the buffer was zero-filled.
     Short,
+}
+
+impl ReadOutcome {
+    /// A read of `wanted` bytes that found `available` of them.
+    pub fn of(available: usize, wanted: usize) -> ReadOutcome {
+        if available == wanted {
+            ReadOutcome::Full
+        } else {
+            ReadOutcome::Short
+        }
+    }
+}
+
+/// Copies `piece` of a read from `view`, the content of its block (bytes past the view's end
+/// are zeros, as the zero-filled buffer already holds).
+pub fn copy_piece(buffer: &mut [u8], piece: &Piece, view: &[u8]) {
+    let end = (piece.within + piece.buffer.len()).min(view.len());
+    if end > piece.within {
+        let target = piece.buffer.start..piece.buffer.start + (end - piece.within);
+        buffer[target].copy_from_slice(&view[piece.within..end]);
+    }
 }
 
 pub struct DbFile {

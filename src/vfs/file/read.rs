@@ -206,17 +206,9 @@ impl DbFile {
                 Some(Dirty::Memory { data, .. }) => data.as_slice(),
                 _ => &view[..],
             };
-            let end = (piece.within + piece.buffer.len()).min(view.len());
-            if end > piece.within {
-                let target = piece.buffer.start..piece.buffer.start + (end - piece.within);
-                buffer[target].copy_from_slice(&view[piece.within..end]);
-            }
+            copy_piece(buffer, piece, view);
         }
-        Ok(if available == buffer.len() {
-            ReadOutcome::Full
-        } else {
-            ReadOutcome::Short
-        })
+        Ok(ReadOutcome::of(available, buffer.len()))
     }
 
     /// The blocks to fetch ahead of a read of `indexes`: none unless reading is sequential and

@@ -18,7 +18,7 @@ use crate::cache::BlockKey;
 use crate::error::Result;
 use crate::runtime;
 use crate::storage::{BlockIndex, BlockSize, ByteOffset};
-use crate::vfs::file::ReadOutcome;
+use crate::vfs::file::{copy_piece, ReadOutcome};
 use crate::vfs::lock::{Busy, Holder, LockLevel};
 use crate::vfs::Database;
 
@@ -205,17 +205,9 @@ impl LegacyFile {
         let indexes: Vec<BlockIndex> = pieces.iter().map(|piece| piece.block).collect();
         let views = self.view_blocks(&indexes)?;
         for (piece, view) in pieces.iter().zip(views) {
-            let end = (piece.within + piece.buffer.len()).min(view.len());
-            if end > piece.within {
-                let target = piece.buffer.start..piece.buffer.start + (end - piece.within);
-                buffer[target].copy_from_slice(&view[piece.within..end]);
-            }
+            copy_piece(buffer, piece, &view);
         }
-        Ok(if available == buffer.len() {
-            ReadOutcome::Full
-        } else {
-            ReadOutcome::Short
-        })
+        Ok(ReadOutcome::of(available, buffer.len()))
     }
 
     /// Makes blocks `indexes` dirty, as long as they are in the file now, loading what they
