@@ -80,6 +80,22 @@ def stored(name):
     return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
+def text_table(name, transactions, row, **params):
+    """Table t(id, val) of `name` with 16 KiB blocks: 20 rows of text `row(id)` per transaction,
+    in `transactions` transactions, so that there are records carrying pages and, past 100, a
+    checkpoint after the first. Returns the table's digest."""
+    from s3vfs_worker import table_digest
+    conn = connect(name, block_size="16k", **params)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, val TEXT NOT NULL)")
+    for batch in range(transactions):
+        with conn:
+            for key in range(batch * 20, batch * 20 + 20):
+                conn.execute("INSERT INTO t VALUES (?, ?)", (key, row(key)))
+    expected = table_digest(conn, "t", "val")
+    conn.close()
+    return expected
+
+
 def integrity(conn):
     return [row[0] for row in conn.execute("PRAGMA integrity_check")]
 

@@ -8,7 +8,7 @@ import apsw
 import pytest
 
 from s3vfs_util import (connect, extended_code, integrity, run_worker, s3, stats, stored,
-                        unique_name, uri)
+                        text_table, unique_name, uri)
 from s3vfs_worker import table_digest
 
 SQLITE_IOERR_DATA = 10 | (32 << 8)
@@ -18,17 +18,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 def build(name, **params):
     """Table t of text rows (as compressible as real data), written in 130 transactions so
     that there are records carrying pages and a checkpoint after the first."""
-    conn = connect(name, block_size="16k", **params)
-    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, val TEXT NOT NULL)")
-    for batch in range(130):
-        with conn:
-            for row in range(20):
-                key = batch * 20 + row
-                conn.execute("INSERT INTO t VALUES (?, ?)",
-                             (key, f"order {key} for customer {key % 97}: {'widget ' * (key % 9)}"))
-    expected = table_digest(conn, "t", "val")
-    conn.close()
-    return expected
+    return text_table(name, 130,
+                      lambda key: f"order {key} for customer {key % 97}: {'widget ' * (key % 9)}",
+                      **params)
 
 
 def test_a_compressed_database_stores_zstd_and_reads_back_anywhere():

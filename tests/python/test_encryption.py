@@ -16,7 +16,8 @@ import apsw
 import pytest
 
 from s3vfs_util import (LIB, REPO, connect, extended_code, integrity, other_endpoint,
-                        proxy_call, run_worker, s3, stats, stored, unique_name, uri, worker_env)
+                        proxy_call, run_worker, s3, stats, stored, text_table, unique_name, uri,
+                        worker_env)
 from s3vfs_worker import table_digest
 
 SQLITE_IOERR_DATA = 10 | (32 << 8)
@@ -36,16 +37,7 @@ ROW_TEXT = "confidential order"
 def build(name, **params):
     """Table t of text rows, written in 110 transactions so that there are records carrying
     pages, checkpoints, interior-page indexes and the head hint."""
-    conn = connect(name, block_size="16k", **params)
-    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, val TEXT NOT NULL)")
-    for batch in range(110):
-        with conn:
-            for row in range(20):
-                key = batch * 20 + row
-                conn.execute("INSERT INTO t VALUES (?, ?)", (key, f"{ROW_TEXT} {key} " * 3))
-    expected = table_digest(conn, "t", "val")
-    conn.close()
-    return expected
+    return text_table(name, 110, lambda key: f"{ROW_TEXT} {key} " * 3, **params)
 
 
 def last_error():
