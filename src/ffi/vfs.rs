@@ -27,7 +27,7 @@ pub const EMPTY_PATH: &str = "the database path is empty, so SQLite would open a
     temporary database and nothing would reach the bucket: name the database, as in \
     file:shop.db?vfs=s3vfs";
 
-/// s3vfs's own file-control opcode: hands the file's [`Database`] to `s3vfs_stats()`.
+/// s3vfs's own file-control opcode: hands the file's [`Database`](crate::vfs::Database) to `s3vfs_stats()`.
 pub const FCNTL_S3VFS_DATABASE: c_int = 0x5333_5646;
 
 // Values from sqlite3.h.

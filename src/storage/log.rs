@@ -402,8 +402,8 @@ pub fn to_consolidate(parent: &Snapshot, size: u64) -> Vec<BlockIndex> {
 /// succeeds nothing of the transaction is visible; a conflict leaves no visible trace.
 ///
 /// Every commit (a file's, a transfer's, a restore's) goes through here, in four steps: the
-/// freshness rule ([`ensure_fresh`]), what planning needs from the store ([`gather`]), the
-/// plan itself, which does no I/O ([`plan`]), and publishing it ([`publish`]).
+/// freshness rule (`ensure_fresh`), what planning needs from the store (`gather`), the
+/// plan itself, which does no I/O (`plan`), and publishing it (`publish`).
 pub async fn commit(
     backend: Arc<dyn Backend>,
     location: Location,

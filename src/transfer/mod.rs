@@ -3,8 +3,8 @@
 //!
 //! Both directions move one window of blocks at a time (at most [`WINDOW_BYTES`], and at most
 //! [`MAX_IN_FLIGHT`] blocks), so memory stays bounded whatever the database's size. Here: what
-//! a transfer reads ([`Source`]) and the entry points; [`image`] checks a file coming in,
-//! [`export`] streams blocks out, [`import`] commits a file in (or writes a new file of the
+//! a transfer reads ([`Source`]) and the entry points; `image` checks a file coming in,
+//! `export` streams blocks out, `import` commits a file in (or writes a new file of the
 //! sqlite-s3vfs layout, which is how a database moves between layouts).
 
 mod export;

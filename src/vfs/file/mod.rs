@@ -1,8 +1,8 @@
 //! One connection's database file of the versioned layout: its state and what SQLite asks of
-//! it through [`File`](super::handle::File). The work is split by what it does: [`read`]
+//! it through [`File`](super::handle::File). The work is split by what it does: `read`
 //! (reads from a pinned version, read-ahead, the interior-page index, B-tree prefetch),
-//! [`write`] (the transaction buffer of whole blocks, and spilling it early), [`commit`] (the
-//! transaction handed to the commit protocol when SQLite syncs) and [`locks`] (SQLite's lock
+//! `write` (the transaction buffer of whole blocks, and spilling it early), `commit` (the
+//! transaction handed to the commit protocol when SQLite syncs) and `locks` (SQLite's lock
 //! levels and the freshness check that starts a read transaction).
 
 mod commit;
