@@ -98,13 +98,40 @@ struct Line {
     key: String,
 }
 
+/// How every sealed object begins: the first field of its line, as `Key::line` writes it.
+const LINE_START: &[u8] = b"{\"format\":4,";
+
+/// A stored object read as sealed: its plain line, the key it names, and what follows.
+struct Sealed<'a> {
+    line: &'a [u8],
+    fingerprint: Fingerprint,
+    body: &'a [u8],
+}
+
+/// `stored` as a sealed object, if it is one; plain objects are told apart by their first
+/// bytes, without parsing.
+fn parse(stored: &[u8]) -> Option<Sealed<'_>> {
+    if !stored.starts_with(LINE_START) {
+        return None;
+    }
+    let newline = stored
+        .iter()
+        .take(MAX_LINE)
+        .position(|byte| *byte == b'\n')?;
+    let line: Line = serde_json::from_slice(&stored[..newline]).ok()?;
+    let fingerprint = (line.format == SEALED_FORMAT && line.cipher == CIPHER)
+        .then(|| Fingerprint::parse(&line.key))
+        .flatten()?;
+    Some(Sealed {
+        line: &stored[..newline],
+        fingerprint,
+        body: &stored[newline + 1..],
+    })
+}
+
 /// The fingerprint of the key `body` is sealed with, if it is a sealed object.
 pub fn sealed_with(body: &[u8]) -> Option<Fingerprint> {
-    let newline = body.iter().take(MAX_LINE).position(|byte| *byte == b'\n')?;
-    let line: Line = serde_json::from_slice(&body[..newline]).ok()?;
-    (line.format == SEALED_FORMAT && line.cipher == CIPHER)
-        .then(|| Fingerprint::parse(&line.key))
-        .flatten()
+    parse(body).map(|sealed| sealed.fingerprint)
 }
 
 /// The associated data of an object: its name, length-prefixed, then its plain line.
@@ -182,20 +209,24 @@ impl Key {
 
     /// The content of the object `name` sealed with this key.
     pub fn open(&self, name: &str, stored: &[u8]) -> Result<Bytes, OpenError> {
-        let fingerprint = sealed_with(stored).ok_or(OpenError::NotSealed)?;
-        let newline = stored.iter().position(|byte| *byte == b'\n').unwrap_or(0);
-        let body = &stored[newline + 1..];
+        let sealed = parse(stored).ok_or(OpenError::NotSealed)?;
+        self.open_sealed(name, stored, &sealed)
+    }
+
+    /// As [`Key::open`], for `stored` already read as `sealed`.
+    fn open_sealed(&self, name: &str, stored: &[u8], sealed: &Sealed) -> Result<Bytes, OpenError> {
+        let body = sealed.body;
         if body.len() < NONCE_LEN + TAG_LEN + CRC_LEN {
             return Err(OpenError::Damaged("cut short"));
         }
         // Checked first, so that a byte changed in transit in the line is seen as damage (and
         // fetched again), not as another key.
-        let (sealed, trailer) = stored.split_at(stored.len() - CRC_LEN);
-        if crc32fast::hash(sealed).to_le_bytes() != trailer {
+        let (summed, trailer) = stored.split_at(stored.len() - CRC_LEN);
+        if crc32fast::hash(summed).to_le_bytes() != trailer {
             return Err(OpenError::Damaged("checksum mismatch"));
         }
-        if fingerprint != self.fingerprint {
-            return Err(OpenError::OtherKey(fingerprint));
+        if sealed.fingerprint != self.fingerprint {
+            return Err(OpenError::OtherKey(sealed.fingerprint));
         }
         let (nonce, rest) = body[..body.len() - CRC_LEN].split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -203,7 +234,7 @@ impl Key {
         self.cipher
             .decrypt_in_place_detached(
                 Nonce::from_slice(nonce),
-                &associated_data(name, &stored[..newline]),
+                &associated_data(name, sealed.line),
                 &mut content,
                 Tag::from_slice(tag),
             )
@@ -302,8 +333,11 @@ impl Keyring {
         &self.source
     }
 
-    fn find(&self, fingerprint: Fingerprint) -> Option<&Key> {
-        self.keys.iter().find(|key| key.fingerprint == fingerprint)
+    /// Where in the ring the key of `fingerprint` is.
+    fn position(&self, fingerprint: Fingerprint) -> Option<usize> {
+        self.keys
+            .iter()
+            .position(|key| key.fingerprint == fingerprint)
     }
 }
 
@@ -312,7 +346,8 @@ impl Keyring {
 /// on, every object must be sealed with it.
 pub struct Sealer {
     ring: Keyring,
-    key: Mutex<Option<Key>>,
+    /// Where the database's key is in the ring, once known.
+    key: Mutex<Option<usize>>,
 }
 
 impl Sealer {
@@ -329,34 +364,29 @@ impl Sealer {
 
     /// The fingerprint of the database's key, once known.
     pub fn fingerprint(&self) -> Option<Fingerprint> {
-        self.key.lock().as_ref().map(Key::fingerprint)
+        self.key.lock().map(|at| self.ring.keys[at].fingerprint)
     }
 
     /// `content` sealed as the object `name` with the database's key.
     pub fn seal(&self, name: &str, content: &[u8]) -> Bytes {
-        let key = self
-            .key
-            .lock()
-            .get_or_insert_with(|| self.ring.keys[0].clone())
-            .clone();
-        key.seal(name, content)
+        let at = *self.key.lock().get_or_insert(0);
+        self.ring.keys[at].seal(name, content)
     }
 
     /// The content of the object `name`; its key becomes the database's if none is yet.
     pub fn open(&self, name: &str, stored: &[u8]) -> Result<Bytes, OpenError> {
-        let fingerprint = sealed_with(stored).ok_or(OpenError::NotSealed)?;
-        let chosen = self.key.lock().clone();
-        let key = match chosen {
-            Some(key) => key,
+        let sealed = parse(stored).ok_or(OpenError::NotSealed)?;
+        let chosen = *self.key.lock();
+        let at = match chosen {
+            Some(at) => at,
             None => self
                 .ring
-                .find(fingerprint)
-                .ok_or(OpenError::OtherKey(fingerprint))?
-                .clone(),
+                .position(sealed.fingerprint)
+                .ok_or(OpenError::OtherKey(sealed.fingerprint))?,
         };
-        let content = key.open(name, stored)?;
+        let content = self.ring.keys[at].open_sealed(name, stored, &sealed)?;
         // Only an object that authenticates decides the database's key.
-        self.key.lock().get_or_insert(key);
+        self.key.lock().get_or_insert(at);
         Ok(content)
     }
 
