@@ -135,18 +135,15 @@ impl DbFile {
     /// background, if they fit within `prefetch_size` and a quarter of the cache. Only read
     /// transactions prefetch.
     pub(super) fn prefetch_level(&mut self, offset: ByteOffset, page: &[u8]) {
-        let len = page.len() as u64;
-        if len == 0
-            || self.prefetch_size == 0
-            || self.level != LockLevel::Shared
-            || self.txn.is_some()
-        {
+        if self.prefetch_size == 0 || self.level != LockLevel::Shared || self.txn.is_some() {
             return;
         }
-        let (Some(number), Ok(page_count)) = (
-            page_number(offset, page.len()),
-            u32::try_from(self.snapshot.size / len),
-        ) else {
+        // Only a read of one whole page (never of 0 bytes) has a number.
+        let Some(number) = page_number(offset, page.len()) else {
+            return;
+        };
+        let len = page.len() as u64;
+        let Ok(page_count) = u32::try_from(self.snapshot.size / len) else {
             return;
         };
         // Parsed before the tracker is locked: most pages are leaves, and cost no lock.
