@@ -6,6 +6,11 @@
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The crate's own calendar, so that the build date is written as s3vfs writes every time.
+#[allow(dead_code)]
+#[path = "src/time.rs"]
+mod time;
+
 fn main() {
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
@@ -27,7 +32,7 @@ fn main() {
     println!("cargo:rustc-env=S3VFS_GIT_COMMIT={commit}");
     println!(
         "cargo:rustc-env=S3VFS_BUILD_DATE={}",
-        date(seconds / 86_400)
+        &time::format_time(seconds.saturating_mul(1000))[..10]
     );
     println!(
         "cargo:rustc-env=S3VFS_TARGET={}",
@@ -57,23 +62,4 @@ fn readme_example() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let example = example.replacen("\nfn main()", "\npub fn main()", 1);
     let _ = std::fs::write(out.join("readme_example.rs"), format!("{example}\n"));
-}
-
-/// The civil date (YYYY-MM-DD) of `days` since 1970-01-01, proleptic Gregorian.
-fn date(days: u64) -> String {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
