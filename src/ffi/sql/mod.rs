@@ -33,7 +33,7 @@ pub const FUNCTIONS: &[&str] = &[
 ];
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
-pub(crate) fn guarded(
+fn guarded(
     body: impl FnOnce() -> Result<(), FunctionError>,
 ) -> Result<(), FunctionError> {
     catch_unwind(AssertUnwindSafe(body))
@@ -43,7 +43,7 @@ pub(crate) fn guarded(
 /// As [`guarded`], for a function that works on a database (all but `s3vfs_version()`,
 /// `s3vfs_stats()` and `s3vfs_last_error()`, which only report): its call starts a new period
 /// of `s3vfs_last_error()`.
-pub(crate) fn guarded_work(
+fn guarded_work(
     body: impl FnOnce() -> Result<(), FunctionError>,
 ) -> Result<(), FunctionError> {
     crate::ffi::clear_last_error();
