@@ -89,6 +89,14 @@ impl StoredJournal {
         if journal != format!("{database}{}", super::legacy::JOURNAL_SUFFIX) {
             return None;
         }
+        // SQLite asks at every read transaction whether the journal exists: only a URI that
+        // names the layout gets as far as a configuration (and its keys) and a database.
+        let legacy = parameters.iter().any(|(name, value)| {
+            name == "layout" && Layout::parse(value) == Some(Layout::SqliteS3vfs)
+        });
+        if !legacy {
+            return None;
+        }
         let config = Config::parse(database, parameters, |variable| {
             std::env::var(variable).ok()
         })
