@@ -33,9 +33,7 @@ pub const FUNCTIONS: &[&str] = &[
 ];
 
 /// Runs a SQL function body, turning a panic into an SQL error instead of an abort.
-fn guarded(
-    body: impl FnOnce() -> Result<(), FunctionError>,
-) -> Result<(), FunctionError> {
+fn guarded(body: impl FnOnce() -> Result<(), FunctionError>) -> Result<(), FunctionError> {
     catch_unwind(AssertUnwindSafe(body))
         .unwrap_or_else(|_| Err(FunctionError::new_message("s3vfs: internal error")))
 }
@@ -43,9 +41,7 @@ fn guarded(
 /// As [`guarded`], for a function that works on a database (all but `s3vfs_version()`,
 /// `s3vfs_stats()` and `s3vfs_last_error()`, which only report): its call starts a new period
 /// of `s3vfs_last_error()`.
-fn guarded_work(
-    body: impl FnOnce() -> Result<(), FunctionError>,
-) -> Result<(), FunctionError> {
+fn guarded_work(body: impl FnOnce() -> Result<(), FunctionError>) -> Result<(), FunctionError> {
     crate::ffi::clear_last_error();
     guarded(body)
 }
